@@ -1,0 +1,37 @@
+# The two commands a newcomer needs: `make test` and `make demo`. Each installs what it needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_DEPS := $(VENV)/.installed
+NODE_DEPS := node_modules/.installed
+
+.PHONY: test lint format demo bench clean
+
+test: $(PY_DEPS) $(NODE_DEPS) lint  ## install everything, lint, run all tests
+	$(PY) -m pytest
+
+lint: $(PY_DEPS)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(PY_DEPS)
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+demo: $(PY_DEPS) $(NODE_DEPS)  ## run the pipeline locally on Azurite with emails captured in out/
+	$(PY) -m scripts.demo
+
+bench: $(PY_DEPS) $(NODE_DEPS)  ## end-to-end throughput on Azurite (N=2000 by default)
+	$(PY) -m scripts.bench --rows $${N:-2000}
+
+$(PY_DEPS): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(NODE_DEPS): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+clean:
+	rm -rf $(VENV) node_modules out .pytest_cache .ruff_cache

@@ -1,0 +1,437 @@
+"""Table and queue access: the leads table, the checkpoint, the ledger, customer histories.
+
+This is the only module that talks to Azure Storage. Every write that guards exactly-once
+delivery is atomic on its own: an insert that fails with 409 when the row exists, or an update
+with If-Match that fails with 412 when someone else wrote first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableEntity, TableErrorCode, UpdateMode
+from azure.storage.queue import QueueClient
+
+from shared.model import DecisionKind, HistoryEntry, RowRef
+from shared.parsing import row_timestamp
+
+log = logging.getLogger(__name__)
+
+#: Characters Azure Tables forbids in PartitionKey/RowKey, plus our escape character.
+_FORBIDDEN_IN_KEYS = set("/\\#?%")
+#: A seen-set larger than this (characters of JSON) is trimmed; it is only a cache.
+_MAX_SEEN_JSON = 48_000
+#: How many history entries are kept per customer and offer (the newest).
+MAX_HISTORY_ENTRIES = 100
+
+
+def escape_key(value: str) -> str:
+    """Make any text a valid, distinct table key: `%XX` for forbidden and control characters."""
+    escaped = "".join(
+        f"%{ord(ch):02X}"
+        if ch in _FORBIDDEN_IN_KEYS or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0
+        else ch
+        for ch in value
+    )
+    if len(escaped.encode("utf-8")) > 512:  # keys may hold at most 1 KiB
+        escaped = "sha256-" + hashlib.sha256(value.encode("utf-8")).hexdigest()
+    return escaped
+
+
+def row_cache_key(ref: RowRef) -> str:
+    return f"{escape_key(ref.partition_key)}/{escape_key(ref.row_key)}"
+
+
+# --------------------------------------------------------------------------- leads table
+
+
+class LeadsTableMissing(LookupError):
+    """Partner Center has not created the leads table yet (it does with the first lead)."""
+
+
+class LeadsTable:
+    """The marketplace's table, read only."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    @property
+    def name(self) -> str:
+        return self._table.table_name
+
+    def changed_since(self, lower: datetime) -> Iterator[tuple[RowRef, datetime]]:
+        """Keys and Timestamp of every row modified at or after `lower`, across all pages.
+
+        Timestamp is not indexed, so the service scans; pages may be empty and still carry a
+        continuation token, which the SDK's pager follows until there is none.
+        """
+        entities = self._table.query_entities(
+            "Timestamp ge @lower",
+            parameters={"lower": lower},
+            select=["PartitionKey", "RowKey", "Timestamp"],
+            results_per_page=1000,
+        )
+        try:
+            for entity in entities:
+                timestamp = row_timestamp(entity)
+                if timestamp is not None:
+                    yield RowRef(entity["PartitionKey"], entity["RowKey"]), timestamp
+        except ResourceNotFoundError as err:
+            if _is_table_missing(err):
+                raise LeadsTableMissing(self.name) from err
+            raise
+
+    def get(self, ref: RowRef) -> TableEntity | None:
+        try:
+            return self._table.get_entity(ref.partition_key, ref.row_key)
+        except ResourceNotFoundError:
+            return None
+
+
+# --------------------------------------------------------------------------- checkpoint
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far the poller has read the leads table.
+
+    `floor` is fixed at the first run: nothing older is ever alerted. `watermark` is the newest
+    Timestamp known to be claimed and enqueued. `seen` caches the keys already enqueued inside
+    the overlap window, so re-reading that window costs no writes.
+    """
+
+    floor: datetime
+    watermark: datetime
+    seen: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = None
+
+
+class CheckpointStore:
+    PARTITION = "poller"
+
+    def __init__(self, table: TableClient, leads_table_name: str) -> None:
+        self._table = table
+        self._row = escape_key(leads_table_name.lower())
+
+    def read(self) -> Checkpoint | None:
+        """The checkpoint, or None before the first run (raises if the table is missing)."""
+        try:
+            entity = self._table.get_entity(self.PARTITION, self._row)
+        except ResourceNotFoundError as err:
+            if _is_table_missing(err):
+                raise
+            return None
+        return Checkpoint(
+            floor=entity["Floor"],
+            watermark=entity["Watermark"],
+            seen=json.loads(entity.get("Seen") or "{}"),
+            etag=entity.metadata["etag"],
+        )
+
+    def create(self, floor: datetime) -> Checkpoint:
+        """The first checkpoint; if another poller made it first, theirs."""
+        try:
+            metadata = self._table.create_entity(
+                {
+                    "PartitionKey": self.PARTITION,
+                    "RowKey": self._row,
+                    "Floor": floor,
+                    "Watermark": floor,
+                    "Seen": "{}",
+                }
+            )
+            return Checkpoint(floor=floor, watermark=floor, seen={}, etag=metadata["etag"])
+        except ResourceExistsError:
+            existing = self.read()
+            assert existing is not None
+            return existing
+
+    def save(self, checkpoint: Checkpoint) -> bool:
+        """Write with If-Match; False when another poller saved in between (theirs stands)."""
+        seen = dict(checkpoint.seen)
+        text = json.dumps(seen, separators=(",", ":"))
+        while len(text) > _MAX_SEEN_JSON and seen:
+            for key in sorted(seen, key=seen.__getitem__)[: max(1, len(seen) // 4)]:
+                del seen[key]
+            text = json.dumps(seen, separators=(",", ":"))
+        entity = {
+            "PartitionKey": self.PARTITION,
+            "RowKey": self._row,
+            "Floor": checkpoint.floor,
+            "Watermark": checkpoint.watermark,
+            "Seen": text,
+        }
+        try:
+            self._table.update_entity(
+                entity,
+                mode=UpdateMode.REPLACE,
+                etag=checkpoint.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
+
+def _is_table_missing(err: ResourceNotFoundError) -> bool:
+    return getattr(err, "error_code", None) == TableErrorCode.TABLE_NOT_FOUND
+
+
+# --------------------------------------------------------------------------- ledger
+
+
+class ClaimOutcome(StrEnum):
+    CLAIMED = "claimed"  # this poller inserted the claim: it must enqueue
+    TAKEN_OVER = "taken_over"  # a stale claim (its poller died) now belongs to this poller
+    ENQUEUED = "enqueued"  # someone already enqueued (or processed) the row
+    HELD = "held"  # another poller claimed it moments ago and will enqueue it
+
+
+class Status(StrEnum):
+    DECIDED = "decided"  # decision written; mail may or may not have gone out
+    SENT = "sent"  # mail accepted by ACS
+    RECORDED = "recorded"  # no mail needed (duplicate, do-not-contact)
+    FAILED = "failed"  # ACS accepted the mail but reported it failed
+    SOURCE_MISSING = "source_missing"  # the row was deleted before it could be read
+
+    @property
+    def final(self) -> bool:
+        return self is not Status.DECIDED
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    status: Status | None
+    kind: DecisionKind | None
+    operation_id: str | None
+    identity: str | None
+    earlier: tuple[HistoryEntry, ...]
+
+
+class Ledger:
+    """One row per source row; its state only moves forward: claimed, enqueued, decided, done."""
+
+    def __init__(self, table: TableClient, lease: timedelta) -> None:
+        self._table = table
+        self._lease = lease
+
+    @staticmethod
+    def _keys(ref: RowRef) -> dict[str, str]:
+        return {"PartitionKey": escape_key(ref.partition_key), "RowKey": escape_key(ref.row_key)}
+
+    def claim(self, ref: RowRef, timestamp: datetime, claimer: str, now: datetime) -> ClaimOutcome:
+        """Atomically claim a source row for enqueueing (insert; 409 means it exists)."""
+        entity = {
+            **self._keys(ref),
+            "SourcePartitionKey": ref.partition_key,
+            "SourceRowKey": ref.row_key,
+            "SourceTimestamp": timestamp,
+            "ClaimedAt": now,
+            "ClaimedBy": claimer,
+        }
+        try:
+            self._table.create_entity(entity)
+            return ClaimOutcome.CLAIMED
+        except ResourceExistsError:
+            pass
+        existing = self._table.get_entity(**_key_args(self._keys(ref)))
+        if existing.get("EnqueuedAt") or existing.get("Status"):
+            return ClaimOutcome.ENQUEUED
+        claimed_at = existing.get("ClaimedAt")
+        if isinstance(claimed_at, datetime) and now - claimed_at < self._lease:
+            return ClaimOutcome.HELD
+        try:
+            self._table.update_entity(
+                {**self._keys(ref), "ClaimedAt": now, "ClaimedBy": claimer},
+                mode=UpdateMode.MERGE,
+                etag=existing.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return ClaimOutcome.HELD
+        return ClaimOutcome.TAKEN_OVER
+
+    def mark_enqueued(self, ref: RowRef, now: datetime) -> None:
+        self._merge(ref, {"EnqueuedAt": now})
+
+    def get(self, ref: RowRef) -> LedgerRecord | None:
+        try:
+            entity = self._table.get_entity(**_key_args(self._keys(ref)))
+        except ResourceNotFoundError:
+            return None
+        return LedgerRecord(
+            status=Status(entity["Status"]) if entity.get("Status") else None,
+            kind=DecisionKind(entity["Decision"]) if entity.get("Decision") else None,
+            operation_id=entity.get("OperationId") or None,
+            identity=entity.get("Identity") or None,
+            earlier=entries_from_json(entity.get("Earlier")),
+        )
+
+    def record_decision(
+        self,
+        ref: RowRef,
+        *,
+        kind: DecisionKind,
+        operation_id: str | None,
+        identity: str | None,
+        earlier: tuple[HistoryEntry, ...],
+        now: datetime,
+    ) -> None:
+        self._merge(
+            ref,
+            {
+                "Status": Status.DECIDED.value,
+                "Decision": kind.value,
+                "OperationId": operation_id or "",
+                "Identity": identity or "",
+                "Earlier": entries_to_json(earlier),
+                "DecidedAt": now,
+            },
+        )
+
+    def record_outcome(self, ref: RowRef, status: Status, now: datetime, **details: str) -> None:
+        self._merge(ref, {"Status": status.value, "DoneAt": now, **details})
+
+    def _merge(self, ref: RowRef, values: dict) -> None:
+        """Upsert-merge: touches only the given properties, so steps never undo each other."""
+        self._table.upsert_entity(
+            {
+                **self._keys(ref),
+                "SourcePartitionKey": ref.partition_key,
+                "SourceRowKey": ref.row_key,
+                **values,
+            },
+            mode=UpdateMode.MERGE,
+        )
+
+
+def _key_args(keys: dict[str, str]) -> dict[str, str]:
+    return {"partition_key": keys["PartitionKey"], "row_key": keys["RowKey"]}
+
+
+# --------------------------------------------------------------------------- customer history
+
+
+def entries_to_json(entries: tuple[HistoryEntry, ...] | list[HistoryEntry]) -> str:
+    return json.dumps(
+        [
+            {
+                "row": e.row_id,
+                "action": e.action_code,
+                "label": e.action_label,
+                "at": e.at.isoformat(),
+                "kind": e.kind.value,
+                "op": e.operation_id,
+            }
+            for e in entries
+        ],
+        separators=(",", ":"),
+    )
+
+
+def entries_from_json(text: str | None) -> tuple[HistoryEntry, ...]:
+    if not text:
+        return ()
+    return tuple(
+        HistoryEntry(
+            row_id=item["row"],
+            action_code=item["action"],
+            action_label=item["label"],
+            at=datetime.fromisoformat(item["at"]),
+            kind=DecisionKind(item["kind"]),
+            operation_id=item.get("op"),
+        )
+        for item in json.loads(text)
+    )
+
+
+@dataclass(frozen=True)
+class History:
+    entries: tuple[HistoryEntry, ...]
+    etag: str | None  # None: no history yet (write creates it)
+
+
+class HistoryStore:
+    """Per customer and offer, the actions seen, with times, source rows and decisions."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    @staticmethod
+    def _keys(identity: str, offer_key: str) -> dict[str, str]:
+        customer = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
+        return {"PartitionKey": customer, "RowKey": escape_key(offer_key)}
+
+    def read(self, identity: str, offer_key: str) -> History:
+        keys = self._keys(identity, offer_key)
+        try:
+            entity = self._table.get_entity(**_key_args(keys))
+        except ResourceNotFoundError:
+            return History(entries=(), etag=None)
+        return History(entries_from_json(entity.get("Entries")), entity.metadata["etag"])
+
+    def write(
+        self, identity: str, offer_key: str, entries: list[HistoryEntry], etag: str | None
+    ) -> bool:
+        """Create or If-Match replace; False when another processor wrote first (re-decide)."""
+        entity = {
+            **self._keys(identity, offer_key),
+            "Identity": identity,
+            "Offer": offer_key,
+            "Entries": entries_to_json(entries[-MAX_HISTORY_ENTRIES:]),
+        }
+        try:
+            if etag is None:
+                self._table.create_entity(entity)
+            else:
+                self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- queue
+
+
+def encode_message(ref: RowRef) -> str:
+    """A queue message carries the row's keys only, never the customer's data."""
+    return json.dumps({"pk": ref.partition_key, "rk": ref.row_key}, separators=(",", ":"))
+
+
+def decode_message(body: str | bytes) -> RowRef:
+    """The row a message points to; ValueError for anything else."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8")
+    data = json.loads(body)
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("pk"), str)
+        or not isinstance(data.get("rk"), str)
+    ):
+        raise ValueError("queue message is not {'pk': str, 'rk': str}")
+    return RowRef(data["pk"], data["rk"])
+
+
+class LeadQueue:
+    def __init__(self, queue: QueueClient) -> None:
+        self._queue = queue
+
+    def send(self, ref: RowRef) -> None:
+        self._queue.send_message(encode_message(ref))
