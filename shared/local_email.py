@@ -15,24 +15,29 @@ Build the client from the endpoint and key (``EmailClient.from_connection_string
         client.begin_send(message, polling_interval=0.01).result()
         assert service.messages[0].subject == "..."
 
-Standard library only, so it can run anywhere the app's tests run.
+Standard library only, so it can run anywhere the app's tests run.  For ``func start``,
+run it on its own: ``python -m shared.local_email --port 10025`` (the key defaults to the one
+in ``local.settings.sample.json``).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import pathlib
 import re
 import secrets
+import signal
 import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email import policy as email_policy
 from email.errors import HeaderParseError
 from email.headerregistry import Address
@@ -44,10 +49,12 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-__all__ = ["LocalEmailService", "ReceivedEmail"]
+__all__ = ["DEV_ACCESS_KEY", "LocalEmailService", "ReceivedEmail", "main"]
 
 SEND_PATH = "/emails:send"
 OPERATIONS_PREFIX = "/emails/operations/"
+DEV_ACCESS_KEY = base64.b64encode(b"local-email-key-for-development-only").decode("ascii")
+"""The CLI's default key: the one in ``local.settings.sample.json``. Never a real secret."""
 MAX_CLOCK_SKEW = timedelta(minutes=15)
 """ACS rejects requests whose ``x-ms-date`` is further than this from the server clock."""
 
@@ -571,8 +578,8 @@ class LocalEmailService:
         except (TypeError, ValueError):
             raise _ApiError(401, "Denied", "x-ms-date is not a valid HTTP date.") from None
         if signed_at.tzinfo is None:
-            signed_at = signed_at.replace(tzinfo=UTC)
-        if abs(datetime.now(UTC) - signed_at) > MAX_CLOCK_SKEW:
+            signed_at = signed_at.replace(tzinfo=timezone.utc)
+        if abs(datetime.now(timezone.utc) - signed_at) > MAX_CLOCK_SKEW:
             raise _ApiError(401, "Denied", "x-ms-date is more than 15 minutes off.")
         string_to_sign = f"{method}\n{target}\n{';'.join(str(value) for value in values)}"
         expected = base64.b64encode(
@@ -595,7 +602,7 @@ class LocalEmailService:
             html=content.get("html") or "",
             reply_to=_addresses(raw.get("replyTo")),
             headers=dict(raw.get("headers") or {}),
-            received_at=datetime.now(UTC),
+            received_at=datetime.now(timezone.utc),
             raw=raw,
         )
         with self._lock:
@@ -625,3 +632,31 @@ class LocalEmailService:
         (self._out_dir / f"{stem}.eml").write_bytes(eml)
         if email.html:
             (self._out_dir / f"{stem}.html").write_text(email.html, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C, for running the app under ``func start`` without Azure."""
+    parser = argparse.ArgumentParser(description="Local ACS Email endpoint (for development).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=10025)
+    parser.add_argument("--access-key", default=DEV_ACCESS_KEY, help="base64 access key")
+    parser.add_argument(
+        "--out", type=pathlib.Path, default=None, help="write each mail as .eml/.html here"
+    )
+    args = parser.parse_args(argv)
+    service = LocalEmailService(
+        access_key=args.access_key, host=args.host, port=args.port, out_dir=args.out
+    )
+    with service:
+        print(f"ACS email endpoint: {service.endpoint}", flush=True)
+        print(f"ACS_CONNECTION_STRING={service.connection_string}", flush=True)
+        stopping = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopping.set())  # `kill` stops cleanly too
+        with contextlib.suppress(KeyboardInterrupt):
+            stopping.wait()
+        print(f"{len(service.messages)} message(s) received", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

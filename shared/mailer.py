@@ -13,6 +13,7 @@ from typing import Any
 
 from azure.communication.email import EmailClient
 from azure.core.credentials import AzureKeyCredential, TokenCredential
+from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 
@@ -24,6 +25,8 @@ API_VERSION = "2025-09-01"
 #: Longest Retry-After the client sleeps through inside one invocation; beyond it the error
 #: surfaces and the queue retries the lead later, instead of a function hanging for minutes.
 MAX_RETRY_AFTER_SECONDS = 10.0
+#: Wait assumed when ACS throttles without saying how long.
+DEFAULT_THROTTLE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,7 @@ def build_email_client(
 
 class Mailer:
     def __init__(
-        self, client: EmailClient, *, polling_interval: float = 1.0, max_wait: float = 30.0
+        self, client: EmailClient, *, polling_interval: float = 0.5, max_wait: float = 30.0
     ) -> None:
         self._client = client
         self._polling_interval = polling_interval
@@ -106,10 +109,13 @@ class Mailer:
                     known.status,
                 )
                 return known
-        poller = self._client.begin_send(
-            mail.to_acs(), operation_id=operation_id, polling_interval=self._polling_interval
-        )
-        poller.wait(timeout=self._max_wait)
+        try:
+            poller = self._client.begin_send(
+                mail.to_acs(), operation_id=operation_id, polling_interval=self._polling_interval
+            )
+            poller.wait(timeout=self._max_wait)
+        except HttpResponseError as err:
+            raise _throttled(err) or err from err
         if not poller.done():
             # ACS accepted the mail (202); delivery is still running. That is a send.
             return SendResult(operation_id, "Running")
@@ -124,11 +130,31 @@ class Mailer:
         response = self._client.send_request(request)
         if response.status_code == 404:
             return None
-        response.raise_for_status()
+        try:
+            response.raise_for_status()
+        except HttpResponseError as err:
+            raise _throttled(err) or err from err
         body = response.json()
         return SendResult(
             operation_id, body.get("status", "Unknown"), _error_text(body), resent=False
         )
+
+
+class Throttled(Exception):
+    """ACS answered 429 with a wait too long to sit through inside a function."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"ACS is throttling; retry after {retry_after:.0f} s")
+        self.retry_after = retry_after
+
+
+def _throttled(err: HttpResponseError) -> Throttled | None:
+    if err.status_code != 429:
+        return None
+    header = err.response.headers.get("Retry-After") if err.response is not None else None
+    if not header:
+        return Throttled(DEFAULT_THROTTLE_SECONDS)
+    return Throttled(RetryPolicy().parse_retry_after(header))
 
 
 def _error_text(result: dict) -> str | None:

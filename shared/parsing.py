@@ -103,24 +103,32 @@ def parse_customer_info(columns: Mapping[str, object]) -> tuple[Contact, str | N
     """Contact fields from `CustomerInfo` (or flat columns); the raw text if it is not JSON."""
     raw = columns.get("customerinfo")
     if raw is None or (isinstance(raw, str) and not raw.strip()):
-        flat = _contact_from_mapping(columns)
-        problems = [] if any(vars(flat).values()) else ["no customer details in the row"]
-        return flat, None, problems
+        return _with_emptiness_check(_contact_from_mapping(columns), None, [])
     text = raw if isinstance(raw, str) else str(raw)
     try:
         data = json.loads(text)
     except ValueError:
-        data = None
-    if isinstance(data, dict):
-        for wrapper in _CONTACT_WRAPPERS:
-            inner = {str(k).lower(): v for k, v in data.items()}.get(wrapper)
-            if isinstance(inner, dict):
-                data = inner
-                break
-        return _contact_from_mapping(data), None, []
-    recovered = _recover_fields(text)
-    shown = text if len(text) <= MAX_RAW_CUSTOMER_INFO else text[:MAX_RAW_CUSTOMER_INFO] + "…"
-    return recovered, shown, ["CustomerInfo is not valid JSON; showing what could be read"]
+        problem = "CustomerInfo is not valid JSON; showing what could be read"
+    else:
+        if isinstance(data, dict):
+            for wrapper in _CONTACT_WRAPPERS:
+                inner = {str(k).lower(): v for k, v in data.items()}.get(wrapper)
+                if isinstance(inner, dict):
+                    data = inner
+                    break
+            return _with_emptiness_check(_contact_from_mapping(data), None, [])
+        problem = "CustomerInfo is JSON but not an object; showing it as received"
+    # Shown to the rep as received, minus control characters (it is where hostile text lands).
+    shown = clean_multiline(text, MAX_RAW_CUSTOMER_INFO)
+    return _with_emptiness_check(_recover_fields(text), shown, [problem])
+
+
+def _with_emptiness_check(
+    contact: Contact, raw: str | None, problems: list[str]
+) -> tuple[Contact, str | None, list[str]]:
+    if not any(vars(contact).values()):
+        problems = [*problems, "no customer details in the row"]
+    return contact, raw, problems
 
 
 def _contact_from_mapping(data: Mapping) -> Contact:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
-from shared.mailer import OutgoingEmail
+from shared.mailer import OutgoingEmail, Throttled
 from shared.matching import (
     decide,
     decision_from_history,
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Attempts to commit a decision while other processors keep changing the same history.
 MAX_DECISION_ATTEMPTS = 8
+#: Longest a throttled lead waits on the queue before its next try.
+MAX_THROTTLE_DELAY_SECONDS = 3600
 
 
 class HistoryContention(RuntimeError):
@@ -47,6 +49,7 @@ class ProcessReport:
     recipients: tuple[str, ...] = ()
     subject: str | None = None
     already_done: bool = False
+    deferred: bool = False
 
 
 def process(services: Services, body: str | bytes, *, now: datetime | None = None) -> ProcessReport:
@@ -101,7 +104,17 @@ def process(services: Services, body: str | bytes, *, now: datetime | None = Non
         html=rendered.html,
     )
     assert decision.operation_id is not None
-    result = services.mailer.send(mail, decision.operation_id, maybe_sent=maybe_sent)
+    try:
+        result = services.mailer.send(mail, decision.operation_id, maybe_sent=maybe_sent)
+    except Throttled as throttled:
+        # Sleeping through ACS's limit would hang the function, and five quick queue retries
+        # would poison the lead: put it back on the queue, invisible until ACS is ready again.
+        delay = timedelta(seconds=min(max(throttled.retry_after, 5), MAX_THROTTLE_DELAY_SECONDS))
+        services.queue.send(ref, delay=delay)
+        log.warning(
+            "ACS is throttling; lead %s is queued again for %d s", ref.display, delay.seconds
+        )
+        return ProcessReport(ref.display, Status.DECIDED, decision.kind, deferred=True)
     status = Status.FAILED if result.failed else Status.SENT
     services.ledger.record_outcome(
         ref,

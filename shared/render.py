@@ -18,6 +18,8 @@ from shared.model import Customer, Decision, DecisionKind, Lead
 from shared.normalize import clean_text
 
 MAX_SUBJECT_CHARS = 200
+#: Each part of a subject is cut to this, so a huge name cannot push out the action and offer.
+MAX_SUBJECT_PART = 80
 _TEMPLATES = Path(__file__).with_name("templates")
 _SUBJECT_TAGS = {
     DecisionKind.NEW: "[New lead]",

@@ -433,5 +433,7 @@ class LeadQueue:
     def __init__(self, queue: QueueClient) -> None:
         self._queue = queue
 
-    def send(self, ref: RowRef) -> None:
-        self._queue.send_message(encode_message(ref))
+    def send(self, ref: RowRef, *, delay: timedelta | None = None) -> None:
+        """Enqueue a row's keys; `delay` keeps the message invisible that long (deferral)."""
+        visibility = int(delay.total_seconds()) if delay else None
+        self._queue.send_message(encode_message(ref), visibility_timeout=visibility)

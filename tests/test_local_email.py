@@ -15,7 +15,7 @@ import http.client
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email import policy
 from email.utils import format_datetime
 from pathlib import Path
@@ -61,11 +61,19 @@ def make_client(service: LocalEmailService, key: str | None = None, **kwargs: An
     return EmailClient(service.endpoint, AzureKeyCredential(key or service.access_key), **kwargs)
 
 
+def send(client: EmailClient, message: dict[str, Any], operation_id: str | None = None) -> Any:
+    """begin_send + result with a deadline, so an emulator that never finishes fails, not hangs."""
+    poller = client.begin_send(message, operation_id=operation_id, polling_interval=FAST_POLL)
+    result = poller.result(timeout=5)
+    assert poller.done(), "the LRO did not reach a terminal state"
+    return result
+
+
 def sign(
     key: str, method: str, target: str, host: str, body: bytes, *, date: datetime | None = None
 ) -> dict[str, str]:
     """Independent implementation of the ACS HMAC scheme, for hand-made requests."""
-    signed_at = format_datetime(date or datetime.now(UTC), usegmt=True)
+    signed_at = format_datetime(date or datetime.now(timezone.utc), usegmt=True)
     content_hash = base64.b64encode(hashlib.sha256(body).digest()).decode()
     to_sign = f"{method}\n{target}\n{signed_at};{host};{content_hash}"
     digest = hmac.new(base64.b64decode(key), to_sign.encode(), hashlib.sha256).digest()
@@ -111,10 +119,10 @@ def client(service: LocalEmailService) -> Iterator[EmailClient]:
 def test_send_records_every_field_and_completes(
     service: LocalEmailService, client: EmailClient
 ) -> None:
-    before = datetime.now(UTC)
-    poller = client.begin_send(make_message(), operation_id="op-1", polling_interval=FAST_POLL)
+    before = datetime.now(timezone.utc)
+    result = send(client, make_message(), "op-1")
 
-    assert poller.result() == {"id": "op-1", "status": "Succeeded", "error": None}
+    assert result == {"id": "op-1", "status": "Succeeded", "error": None}
     [received] = service.messages
     assert isinstance(received, ReceivedEmail)
     assert received.operation_id == "op-1"
@@ -128,8 +136,8 @@ def test_send_records_every_field_and_completes(
     assert received.html == "<p>A buyer is interested in <b>Blue bicycle</b>.</p>"
     assert received.headers == {"X-Lead-Id": "lead-42"}
     assert received.raw == make_message()
-    assert received.received_at.tzinfo == UTC
-    assert before <= received.received_at <= datetime.now(UTC)
+    assert received.received_at.tzinfo == timezone.utc
+    assert before <= received.received_at <= datetime.now(timezone.utc)
     assert service.send_attempts == [("op-1", 202)]
     assert service.operation_status("op-1") == "Succeeded"
     assert service.operation_status("op-unknown") is None
@@ -155,7 +163,7 @@ def test_repeated_operation_id_is_recorded_every_time(
     service: LocalEmailService, client: EmailClient
 ) -> None:
     for _ in range(2):
-        client.begin_send(make_message(), operation_id="same", polling_interval=FAST_POLL).result()
+        send(client, make_message(), "same")
 
     assert [m.operation_id for m in service.messages] == ["same", "same"]
     assert service.send_attempts == [("same", 202), ("same", 202)]
@@ -218,7 +226,9 @@ def test_stale_or_future_date_is_rejected(service: LocalEmailService, skew: time
     target = f"/emails:send?api-version={API_VERSION}"
     body = json.dumps(make_message()).encode()
     host = urlsplit(service.endpoint).netloc
-    headers = sign(service.access_key, "POST", target, host, body, date=datetime.now(UTC) + skew)
+    headers = sign(
+        service.access_key, "POST", target, host, body, date=datetime.now(timezone.utc) + skew
+    )
 
     status, _, payload = raw_request(service, "POST", target, body, headers)
 
@@ -242,9 +252,7 @@ def test_missing_authorization_is_rejected(service: LocalEmailService) -> None:
 def test_sdk_retries_through_injected_503s(service: LocalEmailService) -> None:
     service.fail_next(503, count=2)
     with make_client(service, retry_total=3) as retrying_client:
-        result = retrying_client.begin_send(
-            make_message(), operation_id="op-retry", polling_interval=FAST_POLL
-        ).result()
+        result = send(retrying_client, make_message(), "op-retry")
 
     assert result["status"] == "Succeeded"
     assert service.send_attempts == [("op-retry", 503), ("op-retry", 503), ("op-retry", 202)]
@@ -252,7 +260,7 @@ def test_sdk_retries_through_injected_503s(service: LocalEmailService) -> None:
 
 
 def test_fail_next_also_hits_status_polls(service: LocalEmailService, client: EmailClient) -> None:
-    client.begin_send(make_message(), operation_id="op-poll", polling_interval=FAST_POLL).result()
+    send(client, make_message(), "op-poll")
     request = HttpRequest("GET", "/emails/operations/op-poll", params={"api-version": API_VERSION})
     service.fail_next(429, retry_after=7)
 
@@ -278,9 +286,7 @@ def test_outage_fails_sends_until_cleared(service: LocalEmailService) -> None:
         assert service.messages == []
 
         service.clear_outage()
-        retrying_client.begin_send(
-            make_message(), operation_id="op-up", polling_interval=FAST_POLL
-        ).result()
+        send(retrying_client, make_message(), "op-up")
 
     assert [m.operation_id for m in service.messages] == ["op-up"]
 
@@ -304,12 +310,8 @@ def test_unknown_path_is_404(service: LocalEmailService) -> None:
 def test_writes_eml_and_html_files(tmp_path: Path) -> None:
     out_dir = tmp_path / "out"
     with LocalEmailService(out_dir=out_dir) as svc, make_client(svc) as email_client:
-        email_client.begin_send(
-            make_message(subject="Grüße: new lead"), operation_id="op-a", polling_interval=FAST_POLL
-        ).result()
-        email_client.begin_send(
-            make_message(html=None), operation_id="op-b", polling_interval=FAST_POLL
-        ).result()
+        send(email_client, make_message(subject="Grüße: new lead"), "op-a")
+        send(email_client, make_message(html=None), "op-b")
 
     assert sorted(p.name for p in out_dir.iterdir()) == [
         "0001-op-a.eml",
@@ -389,7 +391,7 @@ def test_invalid_messages_are_400(
 def test_clear_forgets_messages_and_attempts(
     service: LocalEmailService, client: EmailClient
 ) -> None:
-    client.begin_send(make_message(), operation_id="op-old", polling_interval=FAST_POLL).result()
+    send(client, make_message(), "op-old")
 
     service.clear()
 
@@ -416,7 +418,7 @@ def test_connection_details_and_clean_stop() -> None:
 def test_given_access_key_is_used() -> None:
     key = base64.b64encode(b"k" * 32).decode()
     with LocalEmailService(access_key=key) as svc, make_client(svc, key) as email_client:
-        email_client.begin_send(make_message(), polling_interval=FAST_POLL).result()
+        send(email_client, make_message())
 
         assert svc.access_key == key
         assert len(svc.messages) == 1
