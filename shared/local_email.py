@@ -49,10 +49,12 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-__all__ = ["DEV_ACCESS_KEY", "LocalEmailService", "ReceivedEmail", "main"]
+__all__ = ["DEFAULT_PORT", "DEV_ACCESS_KEY", "LocalEmailService", "ReceivedEmail", "main"]
 
 SEND_PATH = "/emails:send"
 OPERATIONS_PREFIX = "/emails/operations/"
+#: Port of `python -m shared.local_email`, as in local.settings.sample.json.
+DEFAULT_PORT = 10025
 DEV_ACCESS_KEY = base64.b64encode(b"local-email-key-for-development-only").decode("ascii")
 """The CLI's default key: the one in ``local.settings.sample.json``. Never a real secret."""
 MAX_CLOCK_SKEW = timedelta(minutes=15)
@@ -638,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     """Serve until Ctrl-C, for running the app under ``func start`` without Azure."""
     parser = argparse.ArgumentParser(description="Local ACS Email endpoint (for development).")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=10025)
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--access-key", default=DEV_ACCESS_KEY, help="base64 access key")
     parser.add_argument(
         "--out", type=pathlib.Path, default=None, help="write each mail as .eml/.html here"

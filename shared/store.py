@@ -218,6 +218,8 @@ class LedgerRecord:
     operation_id: str | None
     identity: str | None
     earlier: tuple[HistoryEntry, ...]
+    lease_until: datetime | None  # a processor holds the right to send until then
+    etag: str
 
 
 class Ledger:
@@ -271,41 +273,79 @@ class Ledger:
             entity = self._table.get_entity(**_key_args(self._keys(ref)))
         except ResourceNotFoundError:
             return None
+        lease_until = entity.get("SendLeaseUntil")
         return LedgerRecord(
             status=Status(entity["Status"]) if entity.get("Status") else None,
             kind=DecisionKind(entity["Decision"]) if entity.get("Decision") else None,
             operation_id=entity.get("OperationId") or None,
             identity=entity.get("Identity") or None,
             earlier=entries_from_json(entity.get("Earlier")),
+            lease_until=lease_until if isinstance(lease_until, datetime) else None,
+            etag=entity.metadata["etag"],
         )
 
     def record_decision(
         self,
         ref: RowRef,
+        record: LedgerRecord | None,
         *,
         kind: DecisionKind,
         operation_id: str | None,
         identity: str | None,
         earlier: tuple[HistoryEntry, ...],
         now: datetime,
-    ) -> None:
-        self._merge(
-            ref,
-            {
-                "Status": Status.DECIDED.value,
-                "Decision": kind.value,
-                "OperationId": operation_id or "",
-                "Identity": identity or "",
-                "Earlier": entries_to_json(earlier),
-                "DecidedAt": now,
-            },
-        )
+        lease: timedelta,
+    ) -> bool:
+        """Write the decision and, if it mails, the right to send; If-Match on `record`.
+
+        False when another processor wrote in between (it handles the row, or re-read).
+        """
+        values = {
+            "Status": Status.DECIDED.value,
+            "Decision": kind.value,
+            "OperationId": operation_id or "",
+            "Identity": identity or "",
+            "Earlier": entries_to_json(earlier),
+            "DecidedAt": now,
+        }
+        if kind.sends_mail:
+            values["SendLeaseUntil"] = now + lease
+        return self._conditional_merge(ref, record, values)
+
+    def claim_send(self, ref: RowRef, record: LedgerRecord, until: datetime) -> bool:
+        """Take the right to send a decided mail (If-Match); False if someone else did."""
+        return self._conditional_merge(ref, record, {"SendLeaseUntil": until})
+
+    def release_send(self, ref: RowRef, now: datetime) -> None:
+        """Give the right to send back early (ACS refused the mail, so nothing was sent)."""
+        self._merge(ref, {"SendLeaseUntil": now})
+
+    def _conditional_merge(self, ref: RowRef, record: LedgerRecord | None, values: dict) -> bool:
+        entity = {
+            **self._keys(ref),
+            "SourcePartitionKey": ref.partition_key,
+            "SourceRowKey": ref.row_key,
+            **values,
+        }
+        try:
+            if record is None:
+                self._table.create_entity(entity)
+            else:
+                self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.MERGE,
+                    etag=record.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+        except (ResourceExistsError, ResourceModifiedError):
+            return False
+        return True
 
     def record_outcome(self, ref: RowRef, status: Status, now: datetime, **details: str) -> None:
         self._merge(ref, {"Status": status.value, "DoneAt": now, **details})
 
     def _merge(self, ref: RowRef, values: dict) -> None:
-        """Upsert-merge: touches only the given properties, so steps never undo each other."""
+        """Blind upsert-merge of properties no other step writes (enqueue time, outcome)."""
         self._table.upsert_entity(
             {
                 **self._keys(ref),

@@ -18,6 +18,7 @@ from shared import poller, processor, sample_leads
 from shared.hostdriver import HostDriver
 from shared.local_email import LocalEmailService, ReceivedEmail
 from shared.model import RowRef
+from shared.processor import SEND_LEASE
 from shared.services import CLAIM_LEASE, build_services
 from shared.settings import LEDGER_TABLE, load_settings
 from shared.store import Ledger, Status, encode_message, escape_key
@@ -217,11 +218,42 @@ def test_crash_between_send_and_record_does_not_mail_twice(
     assert first.failed == 1 and len(email_service.messages) == 1
     monkeypatch.undo()
 
-    run = host.drain(PROCESS)
-    assert run.succeeded == 1
+    # The queue's retry comes while the crashed attempt's send lease still runs: it waits.
+    retry = host.run_queue_once(PROCESS)
+    assert (retry.succeeded, retry.failed) == (1, 0)
+    assert ledger_row(app_env, ref)["Status"] == Status.DECIDED.value
+    assert host.queue_client(PROCESS).get_queue_properties().approximate_message_count == 1
+
+    # Once the lease is over, the deferred copy asks ACS, finds the mail, and only records it.
+    later = datetime.now(timezone.utc) + SEND_LEASE + timedelta(seconds=1)
+    report = processor.process(build_services(load_settings()), encode_message(ref), now=later)
+    assert report.status is Status.SENT
     assert len(email_service.messages) == 1
     assert len(email_service.send_attempts) == 1
     assert ledger_row(app_env, ref)["Status"] == Status.SENT.value
+
+
+def test_same_message_processed_concurrently_sends_once(host, started, email_service):
+    (ref,) = insert(started, sample_leads.jane("PLT"))
+    host.tick(POLL)
+    settings = load_settings()
+    workers = [build_services(settings) for _ in range(3)]
+    barrier = threading.Barrier(len(workers))
+    reports = []
+
+    def run(services):
+        barrier.wait()
+        reports.append(processor.process(services, encode_message(ref)))
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(reports) == 3
+    assert len(email_service.messages) == 1
+    assert len(email_service.send_attempts) == 1
+    assert sum(report.status is Status.SENT and not report.already_done for report in reports) == 1
 
 
 def test_acs_outage_then_recovery_alerts_once(host, started, email_service, app_env):
