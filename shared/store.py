@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 #: Characters Azure Tables forbids in PartitionKey/RowKey, plus our escape character.
 _FORBIDDEN_IN_KEYS = set("/\\#?%")
-#: A seen-set larger than this (characters of JSON) is trimmed; it is only a cache.
-_MAX_SEEN_JSON = 48_000
+#: A seen-set larger than this (characters of JSON) is trimmed, oldest first; it is only a
+#: cache. A string property holds at most 32K UTF-16 characters (64 KiB).
+MAX_SEEN_JSON = 30_000
 #: How many history entries are kept per customer and offer (the newest).
 MAX_HISTORY_ENTRIES = 100
 
@@ -162,7 +163,7 @@ class CheckpointStore:
         """Write with If-Match; False when another poller saved in between (theirs stands)."""
         seen = dict(checkpoint.seen)
         text = json.dumps(seen, separators=(",", ":"))
-        while len(text) > _MAX_SEEN_JSON and seen:
+        while len(text) > MAX_SEEN_JSON and seen:
             for key in sorted(seen, key=seen.__getitem__)[: max(1, len(seen) // 4)]:
                 del seen[key]
             text = json.dumps(seen, separators=(",", ":"))
