@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -18,6 +18,10 @@ from shared.services import Services
 from shared.store import Checkpoint, ClaimOutcome, LeadsTableMissing, row_cache_key
 
 log = logging.getLogger(__name__)
+
+#: A row edited after install is history when its CreatedTime is this much older than the
+#: floor. Generous, because CreatedTime's format and time zone are not documented.
+HISTORY_SLACK = timedelta(days=2)
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,7 @@ class PollReport:
     enqueued: int
     already_enqueued: int
     held_by_other_poller: int
+    history_skipped: int
     watermark: datetime
     checkpoint_saved: bool
     leads_table_found: bool = True
@@ -45,34 +50,39 @@ def poll(
     seen = dict(checkpoint.seen)
     newest_confirmed = checkpoint.watermark
     oldest_held: datetime | None = None
-    rows = enqueued = already = held = 0
+    rows = enqueued = already = held = history = 0
     try:
-        for ref, timestamp in services.leads.changed_since(lower):
+        for row in services.leads.changed_since(lower):
             rows += 1
-            key = row_cache_key(ref)
-            if key not in seen:
-                outcome = services.ledger.claim(ref, timestamp, claimer, now)
+            key = row_cache_key(row.ref)
+            if key in seen:
+                already += 1
+            elif row.created is not None and row.created < checkpoint.floor - HISTORY_SLACK:
+                history += 1  # an old lead edited after install: history, not a new lead
+                seen[key] = row.timestamp.isoformat()
+            else:
+                outcome = services.ledger.claim(row.ref, row.timestamp, claimer, now)
                 if outcome is ClaimOutcome.HELD:
                     held += 1
-                    oldest_held = min(oldest_held or timestamp, timestamp)
+                    oldest_held = min(oldest_held or row.timestamp, row.timestamp)
                     continue
                 if outcome in (ClaimOutcome.CLAIMED, ClaimOutcome.TAKEN_OVER):
-                    services.queue.send(ref)
-                    services.ledger.mark_enqueued(ref, now)
+                    services.queue.send(row.ref)
+                    services.ledger.mark_enqueued(row.ref, now)
                     enqueued += 1
                 else:
                     already += 1
-                seen[key] = timestamp.isoformat()
-            else:
-                already += 1
-            newest_confirmed = max(newest_confirmed, timestamp)
+                seen[key] = row.timestamp.isoformat()
+            newest_confirmed = max(newest_confirmed, row.timestamp)
     except LeadsTableMissing:
         log.info(
             "Leads table %r does not exist yet; Partner Center creates it with the first "
             "(test) lead",
             services.leads.name,
         )
-        return PollReport(lower, 0, 0, 0, 0, checkpoint.watermark, False, leads_table_found=False)
+        return PollReport(
+            lower, 0, 0, 0, 0, 0, checkpoint.watermark, False, leads_table_found=False
+        )
 
     # Never move past a row another poller still holds: it must stay inside the next read.
     watermark = newest_confirmed if oldest_held is None else min(newest_confirmed, oldest_held)
@@ -82,16 +92,17 @@ def poll(
     saved = services.checkpoints.save(
         Checkpoint(checkpoint.floor, watermark, seen, checkpoint.etag)
     )
-    report = PollReport(lower, rows, enqueued, already, held, watermark, saved)
+    report = PollReport(lower, rows, enqueued, already, held, history, watermark, saved)
     log.info(
         "Poll of %s: read %d rows since %s, enqueued %d, already enqueued %d, held by another "
-        "poller %d; watermark %s%s",
+        "poller %d, created before the start %d; watermark %s%s",
         services.leads.name,
         rows,
         lower.isoformat(),
         enqueued,
         already,
         held,
+        history,
         watermark.isoformat(),
         "" if saved else " (another poller saved its checkpoint first; keeping theirs)",
     )

@@ -25,7 +25,7 @@ from azure.data.tables import TableClient, TableEntity, TableErrorCode, UpdateMo
 from azure.storage.queue import QueueClient
 
 from shared.model import DecisionKind, HistoryEntry, RowRef
-from shared.parsing import row_timestamp
+from shared.parsing import parse_created_time, row_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,13 @@ def row_cache_key(ref: RowRef) -> str:
 # --------------------------------------------------------------------------- leads table
 
 
+@dataclass(frozen=True)
+class ChangedRow:
+    ref: RowRef
+    timestamp: datetime  # last modified, set by the service
+    created: datetime | None  # the row's CreatedTime, when it can be read
+
+
 class LeadsTableMissing(LookupError):
     """Partner Center has not created the leads table yet (it does with the first lead)."""
 
@@ -72,8 +79,8 @@ class LeadsTable:
     def name(self) -> str:
         return self._table.table_name
 
-    def changed_since(self, lower: datetime) -> Iterator[tuple[RowRef, datetime]]:
-        """Keys and Timestamp of every row modified at or after `lower`, across all pages.
+    def changed_since(self, lower: datetime) -> Iterator[ChangedRow]:
+        """Every row modified at or after `lower`, across all pages (keys and times only).
 
         Timestamp is not indexed, so the service scans; pages may be empty and still carry a
         continuation token, which the SDK's pager follows until there is none.
@@ -81,14 +88,18 @@ class LeadsTable:
         entities = self._table.query_entities(
             "Timestamp ge @lower",
             parameters={"lower": lower},
-            select=["PartitionKey", "RowKey", "Timestamp"],
+            select=["PartitionKey", "RowKey", "Timestamp", "CreatedTime"],
             results_per_page=1000,
         )
         try:
             for entity in entities:
                 timestamp = row_timestamp(entity)
                 if timestamp is not None:
-                    yield RowRef(entity["PartitionKey"], entity["RowKey"]), timestamp
+                    yield ChangedRow(
+                        RowRef(entity["PartitionKey"], entity["RowKey"]),
+                        timestamp,
+                        parse_created_time(entity.get("CreatedTime")),
+                    )
         except ResourceNotFoundError as err:
             if _is_table_missing(err):
                 raise LeadsTableMissing(self.name) from err

@@ -108,6 +108,42 @@ def test_overlap_rereads_and_timer_reruns_enqueue_nothing_twice(
     assert len(email_service.messages) == 5
 
 
+def test_overlap_catches_a_row_committed_behind_the_checkpoint(host, started, services):
+    (ref,) = insert(started, sample_leads.jane("PLT"))
+    (row,) = services.leads.changed_since(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    checkpoint = services.checkpoints.read()
+    overlap = services.settings.poll_overlap
+    # As if an earlier poll had already moved past this row before it became visible.
+    ahead = replace(checkpoint, watermark=row.timestamp + overlap - timedelta(seconds=5))
+    assert services.checkpoints.save(ahead)
+    assert poller.poll(services).enqueued == 1
+
+
+def test_rows_behind_the_overlap_are_left_to_the_checkpoint(host, started, services):
+    insert(started, sample_leads.jane("PLT"))
+    (row,) = services.leads.changed_since(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    checkpoint = services.checkpoints.read()
+    overlap = services.settings.poll_overlap
+    ahead = replace(checkpoint, watermark=row.timestamp + overlap + timedelta(seconds=5))
+    assert services.checkpoints.save(ahead)
+    report = poller.poll(services)
+    assert (report.rows_read, report.enqueued) == (0, 0)
+
+
+def test_old_lead_edited_after_install_is_not_mailed(host, leads, email_service):
+    long_ago = datetime.now(timezone.utc) - timedelta(days=30)
+    (old,) = insert(leads, sample_leads.jane("PLT", when=long_ago))
+    start_polling(host)
+    leads.update_entity(  # e.g. the publisher's own tooling marks the row as processed
+        {"PartitionKey": old.partition_key, "RowKey": old.row_key, "Processed": "yes"},
+        mode=UpdateMode.MERGE,
+    )
+    insert(leads, sample_leads.jane("INS"))
+    run_pipeline(host)
+    assert [mail.subject[:10] for mail in email_service.messages] == ["[New lead]"]
+    assert "Install" in email_service.messages[0].subject
+
+
 def test_updated_row_is_not_alerted_again(host, started, email_service):
     (ref,) = insert(started, sample_leads.jane("PLT"))
     run_pipeline(host)
@@ -148,7 +184,8 @@ def test_row_claimed_by_a_crashed_poller_is_enqueued_after_the_lease(
     host, started, services, email_service
 ):
     (ref,) = insert(started, sample_leads.jane("PLT"))
-    ((_, timestamp),) = services.leads.changed_since(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    (row,) = services.leads.changed_since(datetime(2000, 1, 1, tzinfo=timezone.utc))
+    timestamp = row.timestamp
     now = datetime.now(timezone.utc)
     # Another poller claimed the row and died before enqueueing it.
     services.ledger.claim(ref, timestamp, "crashed-poller", now)
