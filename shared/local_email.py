@@ -464,8 +464,10 @@ class LocalEmailService:
             self._outage = fault
 
     def clear_outage(self) -> None:
+        """End the outage and forget failures still queued by fail_next()."""
         with self._lock:
             self._outage = None
+            self._faults.clear()
 
     @staticmethod
     def _make_fault(status: int, retry_after: int | None) -> _Fault:
