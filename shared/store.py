@@ -51,6 +51,23 @@ def escape_key(value: str) -> str:
     return escaped
 
 
+def write_if_unchanged(
+    table: TableClient, entity: dict, etag: str | None, mode: UpdateMode
+) -> bool:
+    """Insert when `etag` is None, else update with If-Match: the atomic step every exactly-once
+    guard rests on. False when another writer got there first (409 or 412)."""
+    try:
+        if etag is None:
+            table.create_entity(entity)
+        else:
+            table.update_entity(
+                entity, mode=mode, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+    except (ResourceExistsError, ResourceModifiedError):
+        return False
+    return True
+
+
 def row_cache_key(ref: RowRef) -> str:
     return f"{escape_key(ref.partition_key)}/{escape_key(ref.row_key)}"
 
@@ -185,16 +202,7 @@ class CheckpointStore:
             "Watermark": checkpoint.watermark,
             "Seen": text,
         }
-        try:
-            self._table.update_entity(
-                entity,
-                mode=UpdateMode.REPLACE,
-                etag=checkpoint.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
-            return False
-        return True
+        return write_if_unchanged(self._table, entity, checkpoint.etag, UpdateMode.REPLACE)
 
 
 def _is_table_missing(err: ResourceNotFoundError) -> bool:
@@ -255,27 +263,18 @@ class Ledger:
             "ClaimedAt": now,
             "ClaimedBy": claimer,
         }
-        try:
-            self._table.create_entity(entity)
+        if write_if_unchanged(self._table, entity, None, UpdateMode.MERGE):
             return ClaimOutcome.CLAIMED
-        except ResourceExistsError:
-            pass
         existing = self._table.get_entity(**_key_args(self._keys(ref)))
         if existing.get("EnqueuedAt") or existing.get("Status"):
             return ClaimOutcome.ENQUEUED
         claimed_at = existing.get("ClaimedAt")
         if isinstance(claimed_at, datetime) and now - claimed_at < self._lease:
             return ClaimOutcome.HELD
-        try:
-            self._table.update_entity(
-                {**self._keys(ref), "ClaimedAt": now, "ClaimedBy": claimer},
-                mode=UpdateMode.MERGE,
-                etag=existing.metadata["etag"],
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
-            return ClaimOutcome.HELD
-        return ClaimOutcome.TAKEN_OVER
+        takeover = {**self._keys(ref), "ClaimedAt": now, "ClaimedBy": claimer}
+        if write_if_unchanged(self._table, takeover, existing.metadata["etag"], UpdateMode.MERGE):
+            return ClaimOutcome.TAKEN_OVER
+        return ClaimOutcome.HELD
 
     def mark_enqueued(self, ref: RowRef, now: datetime) -> None:
         self._merge(ref, {"EnqueuedAt": now})
@@ -339,19 +338,8 @@ class Ledger:
             "SourceRowKey": ref.row_key,
             **values,
         }
-        try:
-            if record is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.MERGE,
-                    etag=record.etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
-        return True
+        etag = None if record is None else record.etag
+        return write_if_unchanged(self._table, entity, etag, UpdateMode.MERGE)
 
     def record_outcome(self, ref: RowRef, status: Status, now: datetime, **details: str) -> None:
         self._merge(ref, {"Status": status.value, "DoneAt": now, **details})
@@ -444,19 +432,7 @@ class HistoryStore:
             "Offer": offer_key,
             "Entries": entries_to_json(entries[-MAX_HISTORY_ENTRIES:]),
         }
-        try:
-            if etag is None:
-                self._table.create_entity(entity)
-            else:
-                self._table.update_entity(
-                    entity,
-                    mode=UpdateMode.REPLACE,
-                    etag=etag,
-                    match_condition=MatchConditions.IfNotModified,
-                )
-        except (ResourceExistsError, ResourceModifiedError):
-            return False
-        return True
+        return write_if_unchanged(self._table, entity, etag, UpdateMode.REPLACE)
 
 
 # --------------------------------------------------------------------------- queue
