@@ -4,10 +4,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_DEPS := $(VENV)/.installed
 NODE_DEPS := node_modules/.installed
+CHECKOV_DEPS := .venv-checkov/.installed
 
 .PHONY: test lint format demo bench clean
 
-test: $(PY_DEPS) $(NODE_DEPS) lint  ## install everything, lint, run all tests
+test: $(PY_DEPS) $(NODE_DEPS) $(CHECKOV_DEPS) lint  ## install everything, lint, run all tests
 	$(PY) -m pytest
 
 lint: $(PY_DEPS)
@@ -29,9 +30,14 @@ $(PY_DEPS): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(CHECKOV_DEPS): requirements-checkov.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 $(NODE_DEPS): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules out .pytest_cache .ruff_cache

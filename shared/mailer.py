@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.communication.email import EmailClient
-from azure.core.credentials import AzureKeyCredential, TokenCredential
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.rest import HttpRequest
 
+from shared.connections import acs_credential
 from shared.settings import AcsConnection
 
 log = logging.getLogger(__name__)
@@ -70,19 +71,11 @@ class BoundedRetryPolicy(RetryPolicy):
 def build_email_client(
     acs: AcsConnection, credential: TokenCredential | None = None, **client_options: Any
 ) -> EmailClient:
-    """From endpoint plus key (works for an http:// emulator) or endpoint plus identity."""
-    auth: AzureKeyCredential | TokenCredential
-    if acs.access_key is not None:
-        auth = AzureKeyCredential(acs.access_key)
-    else:
-        if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
-        auth = credential
+    """From endpoint plus key or identity; built directly (not from a connection string,
+    which forces https) so an http:// local endpoint works too."""
     return EmailClient(
         acs.endpoint,
-        auth,
+        credential or acs_credential(acs),
         retry_policy=BoundedRetryPolicy(retry_total=3, retry_backoff_factor=0.5, timeout=60),
         connection_timeout=10,
         read_timeout=30,

@@ -10,8 +10,9 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient
 
+from shared.connections import queue_client, table_service
 from shared.mailer import Mailer, build_email_client
 from shared.settings import (
     CHECKPOINT_TABLE,
@@ -48,19 +49,13 @@ class Services:
 
 def build_services(settings: Settings, **client_options: Any) -> Services:
     """Clients for the settings; `client_options` go to every SDK client (e.g. hooks)."""
-    app_tables = TableServiceClient.from_connection_string(settings.app_storage, **client_options)
+    app_tables = table_service(settings.app_storage, **client_options)
     leads_tables = (
         app_tables
         if settings.leads_storage == settings.app_storage
-        else TableServiceClient.from_connection_string(settings.leads_storage, **client_options)
+        else table_service(settings.leads_storage, **client_options)
     )
-    queue_client = QueueClient.from_connection_string(
-        settings.app_storage,
-        LEAD_QUEUE_NAME,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy(),
-        **client_options,
-    )
+    lead_queue = queue_client(settings.app_storage, LEAD_QUEUE_NAME, **client_options)
     return Services(
         settings=settings,
         leads=LeadsTable(leads_tables.get_table_client(settings.leads_table)),
@@ -69,10 +64,10 @@ def build_services(settings: Settings, **client_options: Any) -> Services:
         ),
         ledger=Ledger(app_tables.get_table_client(LEDGER_TABLE), lease=CLAIM_LEASE),
         histories=HistoryStore(app_tables.get_table_client(HISTORY_TABLE)),
-        queue=LeadQueue(queue_client),
+        queue=LeadQueue(lead_queue),
         mailer=Mailer(build_email_client(settings.acs, **client_options)),
         _app_tables=app_tables,
-        _queue_client=queue_client,
+        _queue_client=lead_queue,
     )
 
 

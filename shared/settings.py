@@ -12,7 +12,7 @@ import binascii
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from email_validator import EmailNotValidError, validate_email
@@ -38,17 +38,36 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class StorageConnection:
+    """A storage account: a connection string (local, Azurite) or service URIs plus an identity.
+
+    The identity form is the Functions convention for a connection named NAME:
+    `NAME__tableServiceUri`, `NAME__queueServiceUri`, `NAME__credential` (`managedidentity`),
+    `NAME__clientId` (a user-assigned identity). Without `__credential` the developer's own
+    sign-in (DefaultAzureCredential) is used, as the Functions host does locally.
+    """
+
+    setting: str = field(compare=False)  # the setting's name, for messages
+    connection_string: str | None = None
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    managed_identity: bool = False
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
 class AcsConnection:
     """How to reach Azure Communication Services: an access key, or the app's identity."""
 
     endpoint: str
     access_key: str | None = None
+    client_id: str | None = None  # user-assigned identity (AZURE_CLIENT_ID)
 
 
 @dataclass(frozen=True)
 class Settings:
-    app_storage: str
-    leads_storage: str
+    app_storage: StorageConnection
+    leads_storage: StorageConnection
     leads_table: str
     poll_schedule: str
     poll_overlap: timedelta
@@ -63,11 +82,17 @@ class Settings:
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise `SettingsError` naming the first bad one."""
     env = os.environ if env is None else env
-    app_storage = _required(env, "AzureWebJobsStorage")
+    app_storage = _storage(env, "AzureWebJobsStorage", queues=True)
+    if app_storage is None:
+        raise SettingsError(
+            "AzureWebJobsStorage is not set: give a connection string, or "
+            "AzureWebJobsStorage__tableServiceUri and AzureWebJobsStorage__queueServiceUri "
+            "for the app's identity; see the settings table in README.md"
+        )
     alert_recipients = _recipients(env, "LEAD_ALERT_RECIPIENTS", required=True)
     return Settings(
         app_storage=app_storage,
-        leads_storage=_optional(env, "LEADS_STORAGE") or app_storage,
+        leads_storage=_storage(env, "LEADS_STORAGE", queues=False) or app_storage,
         leads_table=_table_name(env, "LEADS_TABLE_NAME"),
         poll_schedule=poll_schedule(env),
         poll_overlap=timedelta(
@@ -110,6 +135,31 @@ def _required(env: Mapping[str, str], name: str) -> str:
     if value is None:
         raise SettingsError(f"{name} is not set; see the settings table in README.md")
     return value
+
+
+def _storage(env: Mapping[str, str], name: str, *, queues: bool) -> StorageConnection | None:
+    """A connection string in NAME, or the identity-based NAME__* settings; None if neither."""
+    connection_string = _optional(env, name)
+    if connection_string is not None:
+        return StorageConnection(setting=name, connection_string=connection_string)
+    table_uri = _optional(env, f"{name}__tableServiceUri")
+    queue_uri = _optional(env, f"{name}__queueServiceUri")
+    if table_uri is None and queue_uri is None:
+        return None
+    needed = [f"{name}__tableServiceUri"] + ([f"{name}__queueServiceUri"] if queues else [])
+    missing = [setting for setting in needed if _optional(env, setting) is None]
+    if missing:
+        raise SettingsError(f"{', '.join(missing)} must be set with the other {name}__ settings")
+    credential = _optional(env, f"{name}__credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        raise SettingsError(f"{name}__credential must be 'managedidentity', got {credential!r}")
+    return StorageConnection(
+        setting=name,
+        table_service_uri=_endpoint(f"{name}__tableServiceUri", table_uri) if table_uri else None,
+        queue_service_uri=_endpoint(f"{name}__queueServiceUri", queue_uri) if queue_uri else None,
+        managed_identity=credential is not None,
+        client_id=_optional(env, f"{name}__clientId"),
+    )
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, low: int) -> int:
@@ -178,7 +228,9 @@ def _acs(env: Mapping[str, str]) -> AcsConnection:
             "Set ACS_CONNECTION_STRING (endpoint=...;accesskey=...) or ACS_ENDPOINT "
             "(with the app's managed identity) so alerts can be emailed"
         )
-    return AcsConnection(endpoint=_endpoint("ACS_ENDPOINT", endpoint))
+    return AcsConnection(
+        endpoint=_endpoint("ACS_ENDPOINT", endpoint), client_id=_optional(env, "AZURE_CLIENT_ID")
+    )
 
 
 def parse_acs_connection_string(conn: str) -> AcsConnection:
@@ -202,7 +254,8 @@ def parse_acs_connection_string(conn: str) -> AcsConnection:
 
 
 def _endpoint(name: str, value: str) -> str:
+    """An http(s) URL of a service: scheme and host (and an account path for emulators)."""
     value = value.rstrip("/")
-    if not re.match(r"^https?://[^/\s]+$", value):
+    if not re.match(r"^https?://[^/\s]+(/[^/\s]+)?$", value):
         raise SettingsError(f"{name} must hold an http(s) endpoint URL, got {value!r}")
     return value

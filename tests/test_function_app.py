@@ -72,6 +72,7 @@ def test_malformed_schedule_stops_the_app_at_start(app_env):
 def test_local_settings_sample_works_with_azurite_and_the_local_email_endpoint():
     values = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     settings = load_settings(values)
-    assert settings.app_storage == "UseDevelopmentStorage=true"
+    assert settings.app_storage.connection_string == "UseDevelopmentStorage=true"
+    assert settings.leads_storage == settings.app_storage
     assert settings.acs.endpoint == f"http://127.0.0.1:{DEFAULT_PORT}"
     assert settings.acs.access_key == DEV_ACCESS_KEY

@@ -44,8 +44,8 @@ def minimal_env(**overrides: str | None) -> dict[str, str]:
 
 def test_minimal_env_gives_documented_defaults() -> None:
     settings = load_settings(minimal_env())
-    assert settings.app_storage == STORAGE
-    assert settings.leads_storage == STORAGE
+    assert settings.app_storage.connection_string == STORAGE
+    assert settings.leads_storage.connection_string == STORAGE
     assert settings.leads_table == "MarketplaceLeads"
     assert settings.poll_schedule == "0 */1 * * * *"
     assert settings.poll_overlap == timedelta(minutes=5)
@@ -69,8 +69,8 @@ def test_every_setting_given() -> None:
             LEAD_DUPLICATE_WINDOW_DAYS="3",
         )
     )
-    assert settings.leads_storage == LEADS
-    assert settings.app_storage == STORAGE
+    assert settings.leads_storage.connection_string == LEADS
+    assert settings.app_storage.connection_string == STORAGE
     assert settings.leads_table == "PartnerLeads2"
     assert settings.poll_schedule == "0 */5 * * * *"
     assert settings.poll_overlap == timedelta(minutes=10)
