@@ -143,7 +143,7 @@ def _storage(env: Mapping[str, str], name: str, *, queues: bool) -> StorageConne
     if connection_string is not None:
         return StorageConnection(setting=name, connection_string=connection_string)
     table_uri = _optional(env, f"{name}__tableServiceUri")
-    queue_uri = _optional(env, f"{name}__queueServiceUri")
+    queue_uri = _optional(env, f"{name}__queueServiceUri") if queues else None
     if table_uri is None and queue_uri is None:
         return None
     needed = [f"{name}__tableServiceUri"] + ([f"{name}__queueServiceUri"] if queues else [])
