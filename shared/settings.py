@@ -100,7 +100,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         start_from=_timestamp(env, "LEADS_START_FROM"),
         acs=_acs(env),
-        email_sender=_email(env, "EMAIL_SENDER", _required(env, "EMAIL_SENDER")),
+        email_sender=_email("EMAIL_SENDER", _required(env, "EMAIL_SENDER")),
         alert_recipients=alert_recipients,
         admin_recipients=_recipients(env, "LEAD_ADMIN_RECIPIENTS") or alert_recipients,
         duplicate_window=timedelta(
@@ -200,7 +200,7 @@ def _timestamp(env: Mapping[str, str], name: str) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
-def _email(env: Mapping[str, str], name: str, value: str) -> str:
+def _email(name: str, value: str) -> str:
     try:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError as err:
@@ -214,7 +214,7 @@ def _recipients(env: Mapping[str, str], name: str, *, required: bool = False) ->
     addresses = [part.strip() for part in re.split(r"[,;]", raw) if part.strip()]
     if not addresses:
         raise SettingsError(f"{name} must list at least one email address, comma-separated")
-    unique = dict.fromkeys(_email(env, name, address) for address in addresses)
+    unique = dict.fromkeys(_email(name, address) for address in addresses)
     return tuple(unique)
 
 
