@@ -89,8 +89,9 @@ class LeadsTableMissing(LookupError):
 class LeadsTable:
     """The marketplace's table, read only."""
 
-    def __init__(self, table: TableClient) -> None:
+    def __init__(self, table: TableClient, *, page_size: int = 1000) -> None:
         self._table = table
+        self._page_size = page_size  # the service's maximum; smaller only to test paging
 
     @property
     def name(self) -> str:
@@ -106,7 +107,7 @@ class LeadsTable:
             "Timestamp ge @lower",
             parameters={"lower": lower},
             select=["PartitionKey", "RowKey", "Timestamp", "CreatedTime"],
-            results_per_page=1000,
+            results_per_page=self._page_size,
         )
         try:
             for entity in entities:
