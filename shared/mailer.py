@@ -108,7 +108,8 @@ class Mailer:
             )
             poller.wait(timeout=self._max_wait)
         except HttpResponseError as err:
-            raise _throttled(err) or err from err
+            _raise_if_throttled(err)
+            raise
         if not poller.done():
             # ACS accepted the mail (202); delivery is still running. That is a send.
             return SendResult(operation_id, "Running")
@@ -126,7 +127,8 @@ class Mailer:
         try:
             response.raise_for_status()
         except HttpResponseError as err:
-            raise _throttled(err) or err from err
+            _raise_if_throttled(err)
+            raise
         body = response.json()
         return SendResult(
             operation_id, body.get("status", "Unknown"), _error_text(body), resent=False
@@ -141,13 +143,13 @@ class Throttled(Exception):
         self.retry_after = retry_after
 
 
-def _throttled(err: HttpResponseError) -> Throttled | None:
+def _raise_if_throttled(err: HttpResponseError) -> None:
+    """Turn a 429 into `Throttled` with ACS's wait; any other error is left to the caller."""
     if err.status_code != 429:
-        return None
+        return
     header = err.response.headers.get("Retry-After") if err.response is not None else None
-    if not header:
-        return Throttled(DEFAULT_THROTTLE_SECONDS)
-    return Throttled(RetryPolicy().parse_retry_after(header))
+    seconds = RetryPolicy().parse_retry_after(header) if header else DEFAULT_THROTTLE_SECONDS
+    raise Throttled(seconds) from err
 
 
 def _error_text(result: dict) -> str | None:

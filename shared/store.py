@@ -329,33 +329,29 @@ class Ledger:
         return self._conditional_merge(ref, record, {"SendLeaseUntil": until})
 
     def release_send(self, ref: RowRef, now: datetime) -> None:
-        """Give the right to send back early (ACS refused the mail, so nothing was sent)."""
+        """Give the right to send back early: the send failed in a way a retry may repeat
+        (the retry still asks ACS first whether the mail went out)."""
         self._merge(ref, {"SendLeaseUntil": now})
 
     def _conditional_merge(self, ref: RowRef, record: LedgerRecord | None, values: dict) -> bool:
-        entity = {
-            **self._keys(ref),
-            "SourcePartitionKey": ref.partition_key,
-            "SourceRowKey": ref.row_key,
-            **values,
-        }
         etag = None if record is None else record.etag
-        return write_if_unchanged(self._table, entity, etag, UpdateMode.MERGE)
+        return write_if_unchanged(self._table, self._entity(ref, values), etag, UpdateMode.MERGE)
 
     def record_outcome(self, ref: RowRef, status: Status, now: datetime, **details: str) -> None:
         self._merge(ref, {"Status": status.value, "DoneAt": now, **details})
 
     def _merge(self, ref: RowRef, values: dict) -> None:
         """Blind upsert-merge of properties no other step writes (enqueue time, outcome)."""
-        self._table.upsert_entity(
-            {
-                **self._keys(ref),
-                "SourcePartitionKey": ref.partition_key,
-                "SourceRowKey": ref.row_key,
-                **values,
-            },
-            mode=UpdateMode.MERGE,
-        )
+        self._table.upsert_entity(self._entity(ref, values), mode=UpdateMode.MERGE)
+
+    def _entity(self, ref: RowRef, values: dict) -> dict:
+        """A ledger row: its keys, the source row it stands for, and the given properties."""
+        return {
+            **self._keys(ref),
+            "SourcePartitionKey": ref.partition_key,
+            "SourceRowKey": ref.row_key,
+            **values,
+        }
 
 
 def _key_args(keys: dict[str, str]) -> dict[str, str]:
