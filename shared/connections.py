@@ -45,12 +45,19 @@ def table_service(connection: StorageConnection, **options: Any) -> TableService
     )
 
 
-def queue_client(connection: StorageConnection, queue_name: str, **options: Any) -> QueueClient:
-    """A queue client that writes base64 text, the encoding the queue trigger expects."""
-    codecs = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": TextBase64DecodePolicy(),
-    }
+def queue_client(
+    connection: StorageConnection, queue_name: str, *, raw: bool = False, **options: Any
+) -> QueueClient:
+    """A queue client that writes base64 text, the encoding the queue trigger expects
+    (`raw`: messages as stored, for moving them without decoding)."""
+    codecs = (
+        {}
+        if raw
+        else {
+            "message_encode_policy": TextBase64EncodePolicy(),
+            "message_decode_policy": TextBase64DecodePolicy(),
+        }
+    )
     if connection.connection_string is not None:
         return QueueClient.from_connection_string(
             connection.connection_string, queue_name, **codecs, **options

@@ -54,6 +54,8 @@ def decide(
     duplicate_window: timedelta,
 ) -> Decision:
     """The alert decision for one lead, given the customer's earlier leads for this offer."""
+    this_row = row_id(lead.row)
+    history = [entry for entry in history if entry.row_id != this_row]
     if is_test_lead(lead):
         kind = DecisionKind.TEST
     elif lead.action_code.upper() == DNC_ACTION:
@@ -66,9 +68,12 @@ def decide(
             if entry.action_code.lower() == lead.action_code.lower()
             and abs(lead.received_at - entry.at) <= duplicate_window
         ]
+        # Backfilled leads make this an update, never a duplicate: nobody knows whether the
+        # old process alerted them, so a repeat of one is mailed rather than lost.
+        known = alerted or [entry for entry in history if entry.kind is DecisionKind.HISTORY]
         if same_action:
             kind = DecisionKind.DUPLICATE
-        elif alerted:
+        elif known:
             kind = DecisionKind.UPDATE
         else:
             kind = DecisionKind.NEW
@@ -95,7 +100,8 @@ def decision_from_history(
     """The decision already taken for this row, if the history holds it (crash recovery)."""
     this_row = row_id(lead.row)
     for index, entry in enumerate(history):
-        if entry.row_id == this_row:
+        # A backfilled entry is not a decision: the row was indexed before it changed.
+        if entry.row_id == this_row and entry.kind is not DecisionKind.HISTORY:
             earlier = tuple(sorted(history[:index], key=lambda e: e.at))
             return Decision(entry.kind, identity, entry.operation_id, earlier)
     return None

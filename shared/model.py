@@ -113,6 +113,7 @@ class DecisionKind(StrEnum):
     DUPLICATE = "duplicate"  # same action alerted within the duplicate window: no mail
     TEST = "test"  # Partner Center's test lead: one mail to the admins
     DO_NOT_CONTACT = "dnc"  # heads-up only: recorded, no mail
+    HISTORY = "history"  # a lead from before the install, indexed by `cli backfill`: no mail
 
     @property
     def sends_mail(self) -> bool:

@@ -71,7 +71,10 @@ class ProcessReport:
 def process(services: Services, body: str | bytes, *, now: datetime | None = None) -> ProcessReport:
     """Handle one queue message; raise on failures that a retry can fix."""
     now = now or datetime.now(timezone.utc)
-    ref = decode_message(body)
+    message = decode_message(body)
+    if message.resend_id is not None:
+        return _resend(services, message.ref, message.resend_id, now)
+    ref = message.ref
     record = services.ledger.get(ref)
     if _is_done(record):
         return _already_done(ref, record)
@@ -163,7 +166,8 @@ def _commit_decision(services: Services, lead: Lead, identity: str | None) -> De
         if earlier is not None:
             return earlier  # decided before a crash; the ledger write was lost
         decision = decide(lead, identity, history.entries, window)
-        entries = [*history.entries, history_entry(lead, decision)]
+        this_row = history_entry(lead, decision)
+        entries = [e for e in history.entries if e.row_id != this_row.row_id] + [this_row]
         if services.histories.write(identity, lead.offer_key, entries, history.etag):
             return decision
     raise HistoryContention(f"history of {mask_identity(identity)} kept changing")
@@ -178,30 +182,11 @@ def _send(
     maybe_sent: bool,
     now: datetime,
 ) -> ProcessReport:
-    settings = services.settings
-    is_test = decision.kind is DecisionKind.TEST
-    recipients = settings.admin_recipients if is_test else settings.alert_recipients
-    rendered = render(lead, customer, decision)
-    mail = OutgoingEmail(
-        sender=settings.email_sender,
-        to=recipients,
-        subject=rendered.subject,
-        plain_text=rendered.plain_text,
-        html=rendered.html,
-    )
+    mail = _mail(services, lead, customer, decision)
     assert decision.operation_id is not None
-    try:
-        result = services.mailer.send(mail, decision.operation_id, maybe_sent=maybe_sent)
-    except Throttled as throttled:
-        # Sleeping through ACS's limit would hang the function, and five quick queue retries
-        # would poison the lead: put it back on the queue, invisible until ACS is ready again.
-        services.ledger.release_send(ref, now)
-        return _defer(services, ref, throttled.retry_after, "ACS is throttling")
-    except (HttpResponseError, ServiceRequestError):
-        # ACS refused or could not be reached: nothing holds the row, the queue retries it.
-        # (A retry still asks ACS first: a mail accepted before a failed status poll counts.)
-        services.ledger.release_send(ref, now)
-        raise
+    result = _send_or_defer(services, ref, mail, decision.operation_id, now, maybe_sent=maybe_sent)
+    if result is None:
+        return ProcessReport(ref.display, Status.DECIDED, deferred=True)
     status = Status.FAILED if result.failed else Status.SENT
     services.ledger.record_outcome(
         ref,
@@ -209,18 +194,134 @@ def _send(
         now,
         AcsStatus=result.status,
         AcsError=result.error or "",
-        Recipients=",".join(recipients),
+        Recipients=",".join(mail.to),
     )
     _log_send(lead, decision, result)
-    return ProcessReport(ref.display, status, decision.kind, recipients, rendered.subject)
+    return ProcessReport(ref.display, status, decision.kind, mail.to, mail.subject)
 
 
-def _defer(services: Services, ref: RowRef, seconds: float, reason: str) -> ProcessReport:
+def _mail(
+    services: Services,
+    lead: Lead,
+    customer: Customer,
+    decision: Decision,
+    resent_at: datetime | None = None,
+) -> OutgoingEmail:
+    settings = services.settings
+    is_test = decision.kind is DecisionKind.TEST
+    rendered = render(lead, customer, decision, resent_at=resent_at)
+    return OutgoingEmail(
+        sender=settings.email_sender,
+        to=settings.admin_recipients if is_test else settings.alert_recipients,
+        subject=rendered.subject,
+        plain_text=rendered.plain_text,
+        html=rendered.html,
+    )
+
+
+def _send_or_defer(
+    services: Services,
+    ref: RowRef,
+    mail: OutgoingEmail,
+    operation_id: str,
+    now: datetime,
+    *,
+    maybe_sent: bool,
+    resend_id: str | None = None,
+) -> SendResult | None:
+    """Send under a held lease; None when ACS throttles and the row went back on the queue."""
+    release = services.ledger.release_resend if resend_id else services.ledger.release_send
+    try:
+        return services.mailer.send(mail, operation_id, maybe_sent=maybe_sent)
+    except Throttled as throttled:
+        # Sleeping through ACS's limit would hang the function, and five quick queue retries
+        # would poison the lead: put it back on the queue, invisible until ACS is ready again.
+        release(ref, now)
+        _defer(services, ref, throttled.retry_after, "ACS is throttling", resend_id=resend_id)
+        return None
+    except (HttpResponseError, ServiceRequestError):
+        # ACS refused or could not be reached: nothing holds the row, the queue retries it.
+        # (A retry still asks ACS first: a mail accepted before a failed status poll counts.)
+        release(ref, now)
+        raise
+
+
+def _defer(
+    services: Services,
+    ref: RowRef,
+    seconds: float,
+    reason: str,
+    *,
+    resend_id: str | None = None,
+) -> ProcessReport:
     """Put the row back on the queue, invisible for a while; this message is then done."""
     delay = timedelta(seconds=int(min(max(seconds, 5), MAX_DEFER_SECONDS)))
-    services.queue.send(ref, delay=delay)
+    services.queue.send(ref, delay=delay, resend_id=resend_id)
     log.warning("Lead %s is queued again for %d s: %s", ref.display, delay.seconds, reason)
     return ProcessReport(ref.display, Status.DECIDED, deferred=True)
+
+
+# --------------------------------------------------------------------------- resend
+
+
+def _resend(services: Services, ref: RowRef, resend_id: str, now: datetime) -> ProcessReport:
+    """An operator asked for this row's alert again (`cli resend`): one more mail, once.
+
+    The request's id is the mail's operation id; the ledger row holds a lease on it the way a
+    normal send does, so a redelivered request neither sends twice nor is lost.
+    """
+    record = services.ledger.get(ref)
+    for _ in range(MAX_LEDGER_ATTEMPTS):
+        if record is not None and record.resend_id == resend_id:
+            if record.resend_status:
+                log.info("Resend %s of lead %s already done", resend_id, ref.display)
+                return ProcessReport(ref.display, Status.SENT, record.kind, already_done=True)
+            lease = record.resend_lease_until
+            if lease is not None and now < lease:
+                wait = (lease - now).total_seconds() + 5
+                reason = "another instance is sending this resend"
+                return _defer(services, ref, wait, reason, resend_id=resend_id)
+        if services.ledger.claim_resend(ref, record, resend_id, now + SEND_LEASE):
+            break
+        record = services.ledger.get(ref)
+    else:
+        return _defer(services, ref, 10, "its ledger row kept changing", resend_id=resend_id)
+    entity = services.leads.get(ref)
+    if entity is None:
+        services.ledger.record_resend(ref, resend_id, "SourceMissing", now)
+        log.warning("Resend of lead %s: the row is gone from the leads table", ref.display)
+        return ProcessReport(ref.display, Status.SOURCE_MISSING)
+    lead = parse_lead(entity, now=now)
+    customer = normalize_contact(lead.contact)
+    decision = _resend_decision(services, lead, customer, record)
+    mail = _mail(services, lead, customer, decision, resent_at=now)
+    # maybe_sent: a redelivered request may have sent before a crash, so ACS is asked first.
+    result = _send_or_defer(
+        services, ref, mail, resend_id, now, maybe_sent=True, resend_id=resend_id
+    )
+    if result is None:
+        return ProcessReport(ref.display, Status.DECIDED, deferred=True)
+    services.ledger.record_resend(ref, resend_id, result.status, now)
+    _log_send(lead, decision, result)
+    status = Status.FAILED if result.failed else Status.SENT
+    return ProcessReport(ref.display, status, decision.kind, mail.to, mail.subject)
+
+
+def _resend_decision(
+    services: Services, lead: Lead, customer: Customer, record: LedgerRecord | None
+) -> Decision:
+    """The decision the row was mailed under; for a row never mailed, an alert as it would be
+    now (a repeat or a do-not-contact row is sent as a plain alert: the operator asked)."""
+    if record is not None and record.kind is not None and record.kind.sends_mail:
+        return Decision(record.kind, record.identity, None, record.earlier)
+    identity = identity_key(customer)
+    history = services.histories.read(identity, lead.offer_key).entries if identity else ()
+    decision = decide(lead, identity, history, services.settings.duplicate_window)
+    if decision.kind.sends_mail:
+        return decision
+    prior = [entry for entry in decision.earlier if entry.kind is not DecisionKind.TEST]
+    kind = DecisionKind.UPDATE if prior else DecisionKind.NEW
+    return Decision(kind, identity, None, decision.earlier)
 
 
 def _log_send(lead: Lead, decision: Decision, result: SendResult) -> None:

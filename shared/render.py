@@ -122,8 +122,12 @@ def _lead_rows(lead: Lead) -> list[tuple[str, str]]:
     ]
 
 
-def _notes(lead: Lead, customer: Customer, decision: Decision) -> list[str]:
+def _notes(
+    lead: Lead, customer: Customer, decision: Decision, resent_at: datetime | None = None
+) -> list[str]:
     notes = [f"Incomplete lead: {problem}." for problem in lead.problems]
+    if resent_at is not None:
+        notes.append(f"Sent again at an operator's request on {format_time(resent_at)}.")
     domain = (customer.email or customer.email_raw).rpartition("@")[2].lower()
     if not customer.email and not customer.phone_e164 and not customer.phone_raw:
         notes.append("Contact details are missing: no email address or phone number.")
@@ -140,6 +144,7 @@ def _earlier(decision: Decision) -> list[dict[str, str]]:
     notes = {
         DecisionKind.DUPLICATE: "repeat, not alerted",
         DecisionKind.DO_NOT_CONTACT: "do not contact",
+        DecisionKind.HISTORY: "before these alerts were set up",
     }
     return [
         {
@@ -152,7 +157,9 @@ def _earlier(decision: Decision) -> list[dict[str, str]]:
     ]
 
 
-def render_alert(lead: Lead, customer: Customer, decision: Decision) -> RenderedEmail:
+def render_alert(
+    lead: Lead, customer: Customer, decision: Decision, *, resent_at: datetime | None = None
+) -> RenderedEmail:
     """The sales alert: who, how to reach them, what they did, and what they did before."""
     tag = _SUBJECT_TAGS[decision.kind]
     subject = subject_line(
@@ -168,7 +175,7 @@ def render_alert(lead: Lead, customer: Customer, decision: Decision) -> Rendered
         "heading": heading,
         "display_name": _display_name(customer),
         "customer": customer,
-        "notes": _notes(lead, customer, decision),
+        "notes": _notes(lead, customer, decision, resent_at),
         "contact_rows": _contact_rows(customer),
         "lead_rows": _lead_rows(lead),
         "description": lead.description,
@@ -195,7 +202,18 @@ def render_test_lead(lead: Lead) -> RenderedEmail:
     return RenderedEmail(subject=subject, plain_text=text, html=html)
 
 
-def render(lead: Lead, customer: Customer, decision: Decision) -> RenderedEmail:
+def render(
+    lead: Lead, customer: Customer, decision: Decision, *, resent_at: datetime | None = None
+) -> RenderedEmail:
+    """The mail for a decision; `resent_at` marks one an operator asked to send again."""
     if decision.kind is DecisionKind.TEST:
-        return render_test_lead(lead)
-    return render_alert(lead, customer, decision)
+        rendered = render_test_lead(lead)
+    else:
+        rendered = render_alert(lead, customer, decision, resent_at=resent_at)
+    if resent_at is None:
+        return rendered
+    return RenderedEmail(
+        subject=subject_line(f"[Resent] {rendered.subject}"),
+        plain_text=rendered.plain_text,
+        html=rendered.html,
+    )

@@ -19,9 +19,18 @@ from shared.settings import (
     HISTORY_TABLE,
     LEAD_QUEUE_NAME,
     LEDGER_TABLE,
+    POISON_QUEUE_NAME,
     Settings,
 )
-from shared.store import CheckpointStore, HistoryStore, LeadQueue, LeadsTable, Ledger
+from shared.store import (
+    CheckpointStore,
+    HistoryStore,
+    LeadQueue,
+    LeadsTable,
+    Ledger,
+    PoisonQueue,
+    queue_depth,
+)
 
 #: How long a poller's claim on a row is honoured before another poller may take it over.
 CLAIM_LEASE = timedelta(minutes=2)
@@ -35,9 +44,13 @@ class Services:
     ledger: Ledger
     histories: HistoryStore
     queue: LeadQueue
+    poison: PoisonQueue
     mailer: Mailer
     _app_tables: TableServiceClient
     _queue_client: QueueClient
+
+    def queue_depth(self) -> int | None:
+        return queue_depth(self._queue_client)
 
     def ensure_app_storage(self) -> None:
         """Create the app's tables and queue; the checkpoint table last, as the marker."""
@@ -56,6 +69,10 @@ def build_services(settings: Settings, **client_options: Any) -> Services:
         else table_service(settings.leads_storage, **client_options)
     )
     lead_queue = queue_client(settings.app_storage, LEAD_QUEUE_NAME, **client_options)
+    poison = PoisonQueue(
+        queue_client(settings.app_storage, POISON_QUEUE_NAME, raw=True, **client_options),
+        queue_client(settings.app_storage, LEAD_QUEUE_NAME, raw=True, **client_options),
+    )
     return Services(
         settings=settings,
         leads=LeadsTable(leads_tables.get_table_client(settings.leads_table)),
@@ -65,6 +82,7 @@ def build_services(settings: Settings, **client_options: Any) -> Services:
         ledger=Ledger(app_tables.get_table_client(LEDGER_TABLE), lease=CLAIM_LEASE),
         histories=HistoryStore(app_tables.get_table_client(HISTORY_TABLE)),
         queue=LeadQueue(lead_queue),
+        poison=poison,
         mailer=Mailer(build_email_client(settings.acs, **client_options)),
         _app_tables=app_tables,
         _queue_client=lead_queue,

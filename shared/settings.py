@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
 #: Names of the app's own storage objects (in `AzureWebJobsStorage`). Constants, not settings:
 #: the queue name is part of the trigger binding and must not drift between deployments.
 LEAD_QUEUE_NAME = "lead-alerts"
+#: Where the Functions host moves a message after `maxDequeueCount` failures.
+POISON_QUEUE_NAME = f"{LEAD_QUEUE_NAME}-poison"
 CHECKPOINT_TABLE = "LeadAlertsCheckpoint"
 LEDGER_TABLE = "LeadAlertsLedger"
 HISTORY_TABLE = "LeadAlertsCustomers"
@@ -107,6 +111,37 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             days=_int(env, "LEAD_DUPLICATE_WINDOW_DAYS", DEFAULT_DUPLICATE_WINDOW_DAYS, low=0)
         ),
     )
+
+
+def local_settings_values(path: Path) -> dict[str, str]:
+    """The `Values` of a local.settings.json, as `func start` reads them into the environment.
+
+    Non-string values are rejected with the key named: Core Tools would refuse them too.
+    """
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise SettingsError(f"{path} is not valid JSON: {err}") from None
+    values = document.get("Values") if isinstance(document, dict) else None
+    if not isinstance(values, dict):
+        raise SettingsError(f'{path} has no "Values" object')
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise SettingsError(f"{path}: Values.{key} must be a string, got {value!r}")
+    return dict(values)
+
+
+def environment_with_local_settings(
+    path: Path | None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment, filled in from a local.settings.json where a variable is not set.
+
+    Variables already set win, so one setting can be overridden on the command line.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    if path is None:
+        return environ
+    return {**local_settings_values(path), **environ}
 
 
 def poll_schedule(env: Mapping[str, str] | None = None) -> str:

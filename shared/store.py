@@ -7,6 +7,8 @@ with If-Match that fails with 412 when someone else wrote first.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -123,6 +125,20 @@ class LeadsTable:
                 raise LeadsTableMissing(self.name) from err
             raise
 
+    def written_between(self, since: datetime, until: datetime) -> Iterator[TableEntity]:
+        """Whole rows last modified in [since, until) (for `cli backfill`)."""
+        entities = self._table.query_entities(
+            "Timestamp ge @since and Timestamp lt @until",
+            parameters={"since": since, "until": until},
+            results_per_page=self._page_size,
+        )
+        try:
+            yield from entities
+        except ResourceNotFoundError as err:
+            if _is_table_missing(err):
+                raise LeadsTableMissing(self.name) from err
+            raise
+
     def get(self, ref: RowRef) -> TableEntity | None:
         try:
             return self._table.get_entity(ref.partition_key, ref.row_key)
@@ -146,6 +162,7 @@ class Checkpoint:
     watermark: datetime
     seen: Mapping[str, str] = field(default_factory=dict)
     etag: str | None = None
+    saved_at: datetime | None = None  # when a poller last saved it (the service's Timestamp)
 
 
 class CheckpointStore:
@@ -168,6 +185,7 @@ class CheckpointStore:
             watermark=entity["Watermark"],
             seen=json.loads(entity.get("Seen") or "{}"),
             etag=entity.metadata["etag"],
+            saved_at=entity.metadata.get("timestamp"),
         )
 
     def create(self, floor: datetime) -> Checkpoint:
@@ -241,6 +259,9 @@ class LedgerRecord:
     earlier: tuple[HistoryEntry, ...]
     lease_until: datetime | None  # a processor holds the right to send until then
     etag: str
+    resend_id: str | None = None  # the latest operator-requested extra mail (`cli resend`)
+    resend_status: str | None = None  # its ACS status once sent
+    resend_lease_until: datetime | None = None
 
 
 class Ledger:
@@ -285,15 +306,17 @@ class Ledger:
             entity = self._table.get_entity(**_key_args(self._keys(ref)))
         except ResourceNotFoundError:
             return None
-        lease_until = entity.get("SendLeaseUntil")
         return LedgerRecord(
             status=Status(entity["Status"]) if entity.get("Status") else None,
             kind=DecisionKind(entity["Decision"]) if entity.get("Decision") else None,
             operation_id=entity.get("OperationId") or None,
             identity=entity.get("Identity") or None,
             earlier=entries_from_json(entity.get("Earlier")),
-            lease_until=lease_until if isinstance(lease_until, datetime) else None,
+            lease_until=_time(entity.get("SendLeaseUntil")),
             etag=entity.metadata["etag"],
+            resend_id=entity.get("ResendOperationId") or None,
+            resend_status=entity.get("ResendStatus") or None,
+            resend_lease_until=_time(entity.get("ResendLeaseUntil")),
         )
 
     def record_decision(
@@ -333,9 +356,27 @@ class Ledger:
         (the retry still asks ACS first whether the mail went out)."""
         self._merge(ref, {"SendLeaseUntil": now})
 
+    def claim_resend(
+        self, ref: RowRef, record: LedgerRecord | None, resend_id: str, until: datetime
+    ) -> bool:
+        """Take the right to send an operator-requested extra mail (If-Match, or insert)."""
+        values = {"ResendOperationId": resend_id, "ResendLeaseUntil": until, "ResendStatus": ""}
+        return self._conditional_merge(ref, record, values)
+
+    def release_resend(self, ref: RowRef, now: datetime) -> None:
+        self._merge(ref, {"ResendLeaseUntil": now})
+
+    def record_resend(self, ref: RowRef, resend_id: str, acs_status: str, now: datetime) -> None:
+        values = {"ResendOperationId": resend_id, "ResendStatus": acs_status, "ResentAt": now}
+        self._merge(ref, values)
+
     def _conditional_merge(self, ref: RowRef, record: LedgerRecord | None, values: dict) -> bool:
         etag = None if record is None else record.etag
         return write_if_unchanged(self._table, self._entity(ref, values), etag, UpdateMode.MERGE)
+
+    def changed_since(self, since: datetime) -> Iterator[TableEntity]:
+        """Ledger rows written at or after `since` (for `cli status`; the table is small)."""
+        return self._table.query_entities("Timestamp ge @since", parameters={"since": since})
 
     def record_outcome(self, ref: RowRef, status: Status, now: datetime, **details: str) -> None:
         self._merge(ref, {"Status": status.value, "DoneAt": now, **details})
@@ -352,6 +393,10 @@ class Ledger:
             "SourceRowKey": ref.row_key,
             **values,
         }
+
+
+def _time(value: object) -> datetime | None:
+    return value if isinstance(value, datetime) else None
 
 
 def _key_args(keys: dict[str, str]) -> dict[str, str]:
@@ -435,13 +480,24 @@ class HistoryStore:
 # --------------------------------------------------------------------------- queue
 
 
-def encode_message(ref: RowRef) -> str:
+@dataclass(frozen=True)
+class LeadMessage:
+    """What a queue message asks for: handle a row, or (`resend_id`) mail it again on purpose."""
+
+    ref: RowRef
+    resend_id: str | None = None  # the ACS operation id of the requested extra mail
+
+
+def encode_message(ref: RowRef, *, resend_id: str | None = None) -> str:
     """A queue message carries the row's keys only, never the customer's data."""
-    return json.dumps({"pk": ref.partition_key, "rk": ref.row_key}, separators=(",", ":"))
+    data = {"pk": ref.partition_key, "rk": ref.row_key}
+    if resend_id is not None:
+        data["resend"] = resend_id
+    return json.dumps(data, separators=(",", ":"))
 
 
-def decode_message(body: str | bytes) -> RowRef:
-    """The row a message points to; ValueError for anything else."""
+def decode_message(body: str | bytes) -> LeadMessage:
+    """The request a message holds; ValueError for anything else."""
     if isinstance(body, bytes):
         body = body.decode("utf-8")
     data = json.loads(body)
@@ -449,16 +505,99 @@ def decode_message(body: str | bytes) -> RowRef:
         not isinstance(data, dict)
         or not isinstance(data.get("pk"), str)
         or not isinstance(data.get("rk"), str)
+        or not isinstance(data.get("resend", ""), str)
     ):
         raise ValueError("queue message is not {'pk': str, 'rk': str}")
-    return RowRef(data["pk"], data["rk"])
+    return LeadMessage(RowRef(data["pk"], data["rk"]), data.get("resend") or None)
 
 
 class LeadQueue:
     def __init__(self, queue: QueueClient) -> None:
         self._queue = queue
 
-    def send(self, ref: RowRef, *, delay: timedelta | None = None) -> None:
+    def send(
+        self, ref: RowRef, *, delay: timedelta | None = None, resend_id: str | None = None
+    ) -> None:
         """Enqueue a row's keys; `delay` keeps the message invisible that long (deferral)."""
         visibility = int(delay.total_seconds()) if delay else None
-        self._queue.send_message(encode_message(ref), visibility_timeout=visibility)
+        self._queue.send_message(
+            encode_message(ref, resend_id=resend_id), visibility_timeout=visibility
+        )
+
+
+def queue_depth(queue: QueueClient) -> int | None:
+    """The approximate number of messages (visible or not); None when the queue is missing."""
+    try:
+        return queue.get_queue_properties().approximate_message_count
+    except ResourceNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    moved: int
+    unreadable: tuple[str, ...]  # message ids left in the poison queue
+
+
+class PoisonQueue:
+    """Messages the host gave up on after `maxDequeueCount` failed attempts.
+
+    Both clients are raw (no base64 policy): a message is moved byte for byte, exactly as the
+    queue trigger will read it, and a message that is not a lead request is left where it is.
+    """
+
+    #: How long a message being moved stays invisible to other readers of the poison queue.
+    MOVE_VISIBILITY = 300
+
+    def __init__(self, poison: QueueClient, target: QueueClient) -> None:
+        self._poison = poison
+        self._target = target
+
+    @property
+    def name(self) -> str:
+        return self._poison.queue_name
+
+    def depth(self) -> int | None:
+        return queue_depth(self._poison)
+
+    def peek(self, count: int = 32) -> list[LeadMessage | None]:
+        """The first messages (at most 32, the service's limit); None for unreadable ones."""
+        try:
+            messages = self._poison.peek_messages(max_messages=min(count, 32))
+        except ResourceNotFoundError:
+            return []
+        return [_lead_request(message.content) for message in messages]
+
+    def replay(self, limit: int | None = None) -> ReplayReport:
+        """Move poison messages back to the lead queue: send first, then delete, so a crash in
+        between leaves a duplicate message (harmless: processing is idempotent), never a loss."""
+        moved, unreadable = 0, []
+        while limit is None or moved < limit:
+            batch_size = 32 if limit is None else min(32, limit - moved)
+            try:
+                batch = list(
+                    self._poison.receive_messages(
+                        messages_per_page=batch_size,
+                        max_messages=batch_size,
+                        visibility_timeout=self.MOVE_VISIBILITY,
+                    )
+                )
+            except ResourceNotFoundError:
+                break
+            if not batch:
+                break
+            for message in batch:
+                if _lead_request(message.content) is None:
+                    unreadable.append(message.id)  # visible again after MOVE_VISIBILITY
+                    continue
+                self._target.send_message(message.content)
+                self._poison.delete_message(message)
+                moved += 1
+        return ReplayReport(moved, tuple(unreadable))
+
+
+def _lead_request(content: str | bytes) -> LeadMessage | None:
+    try:
+        return decode_message(base64.b64decode(content, validate=True))
+    except (ValueError, binascii.Error):
+        return None

@@ -17,6 +17,7 @@ import pytest
 
 from shared.model import DecisionKind, HistoryEntry, RowRef
 from shared.store import (
+    LeadMessage,
     decode_message,
     encode_message,
     entries_from_json,
@@ -146,8 +147,14 @@ def test_row_cache_key_keeps_the_boundary_between_keys() -> None:
 )
 def test_message_round_trip(ref: RowRef) -> None:
     text = encode_message(ref)
-    assert decode_message(text) == ref
-    assert decode_message(text.encode("utf-8")) == ref
+    assert decode_message(text) == LeadMessage(ref)
+    assert decode_message(text.encode("utf-8")) == LeadMessage(ref)
+
+
+def test_resend_message_round_trip() -> None:
+    ref = RowRef("p", "r")
+    text = encode_message(ref, resend_id="7d1c0f9e-0000-4000-8000-000000000001")
+    assert decode_message(text) == LeadMessage(ref, "7d1c0f9e-0000-4000-8000-000000000001")
 
 
 def test_message_carries_only_the_keys() -> None:
@@ -167,6 +174,7 @@ def test_message_carries_only_the_keys() -> None:
         '{"rk": "r"}',
         '{"pk": 1, "rk": "r"}',
         '{"pk": "p", "rk": null}',
+        '{"pk": "p", "rk": "r", "resend": 5}',
         b"\xff\xfe",
     ],
 )

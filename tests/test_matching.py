@@ -374,3 +374,30 @@ def test_decide_then_record_then_recover_round_trip() -> None:
     history.append(history_entry(second, second_decision))
     recovered = decision_from_history(second, IDENTITY, history)
     assert recovered == second_decision
+
+
+# --------------------------------------------------------------------------- backfilled history
+
+
+def test_backfilled_lead_makes_the_next_one_an_update_not_a_repeat() -> None:
+    old = entry("PLT", T0 - timedelta(days=2), kind=DecisionKind.HISTORY)
+    decision = decide(make_lead("PLT"), IDENTITY, [old], WINDOW)
+    assert decision.kind is DecisionKind.UPDATE  # the old process may have lost it: mail it
+    assert decision.earlier == (old,)
+
+
+def test_repeat_of_an_alerted_lead_is_still_a_repeat_with_backfilled_history() -> None:
+    history = [
+        entry("PLT", T0 - timedelta(days=30), kind=DecisionKind.HISTORY),
+        entry("PLT", T0 - timedelta(days=1), kind=DecisionKind.NEW),
+    ]
+    assert decide(make_lead("PLT"), IDENTITY, history, WINDOW).kind is DecisionKind.DUPLICATE
+
+
+def test_a_backfilled_row_that_changes_later_is_decided_afresh() -> None:
+    lead = make_lead("PLT")
+    indexed = replace(entry("PLT", T0, kind=DecisionKind.HISTORY), row_id=row_id(lead.row))
+    assert decision_from_history(lead, IDENTITY, [indexed]) is None
+    decision = decide(lead, IDENTITY, [indexed], WINDOW)
+    assert decision.kind is DecisionKind.NEW  # not an update about itself
+    assert decision.earlier == ()

@@ -385,3 +385,22 @@ def test_numbers_in_customer_info_render() -> None:
     )
     mail = mail_for(row)
     assert "+16175555555" in mail.plain_text
+
+
+def test_resent_alert_is_marked_in_subject_and_body() -> None:
+    lead = parse_lead(jane("PLT", when=WHEN), now=WHEN)
+    customer = normalize_contact(lead.contact)
+    decision = decide(lead, identity_key(customer), [], WINDOW)
+    first = render(lead, customer, decision)
+    again = render(lead, customer, decision, resent_at=WHEN + timedelta(days=1))
+    assert again.subject == f"[Resent] {first.subject}"
+    note = "Sent again at an operator's request on 2026-03-06 09:30 UTC."
+    assert note in again.plain_text and note in html.unescape(again.html)
+    assert "Sent again" not in first.plain_text
+
+
+def test_backfilled_leads_are_listed_as_from_before_the_alerts() -> None:
+    earlier = HistoryEntry("r0", "INS", "Install", WHEN - timedelta(days=40), DecisionKind.HISTORY)
+    mail = mail_for(jane("PLT", when=WHEN), [earlier])
+    assert mail.subject.startswith("[Lead update]")
+    assert "before these alerts were set up" in mail.plain_text

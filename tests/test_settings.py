@@ -16,7 +16,9 @@ import pytest
 from shared.settings import (
     AcsConnection,
     SettingsError,
+    environment_with_local_settings,
     load_settings,
+    local_settings_values,
     parse_acs_connection_string,
     poll_schedule,
 )
@@ -286,3 +288,32 @@ def test_zero_duplicate_window_is_allowed() -> None:
 def test_table_name_limits_are_inclusive() -> None:
     assert load_settings(minimal_env(LEADS_TABLE_NAME="Abc")).leads_table == "Abc"
     assert load_settings(minimal_env(LEADS_TABLE_NAME="L" * 63)).leads_table == "L" * 63
+
+
+# --------------------------------------------------------------------------- local.settings.json
+
+
+def test_local_settings_fill_in_what_the_environment_lacks(tmp_path) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(
+        '{"IsEncrypted": false, "Values": {"EMAIL_SENDER": "a@contoso.com", "X": "file"}}'
+    )
+    env = environment_with_local_settings(path, {"X": "environment"})
+    assert env["EMAIL_SENDER"] == "a@contoso.com"
+    assert env["X"] == "environment"
+    assert environment_with_local_settings(None, {"X": "y"}) == {"X": "y"}
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{", "is not valid JSON"),
+        ("[]", 'has no "Values" object'),
+        ('{"Values": {"LEADS_POLL_OVERLAP_MINUTES": 5}}', "Values.LEADS_POLL_OVERLAP_MINUTES"),
+    ],
+)
+def test_bad_local_settings_are_named(tmp_path, text: str, words: str) -> None:
+    path = tmp_path / "local.settings.json"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=words):
+        local_settings_values(path)
