@@ -6,9 +6,9 @@ PY_DEPS := $(VENV)/.installed
 NODE_DEPS := node_modules/.installed
 CHECKOV_DEPS := .venv-checkov/.installed
 
-.PHONY: test lint format demo bench clean
+.PHONY: test lint format demo bench clean chromium
 
-test: $(PY_DEPS) $(NODE_DEPS) $(CHECKOV_DEPS) lint  ## install everything, lint, run all tests
+test: chromium $(PY_DEPS) $(NODE_DEPS) $(CHECKOV_DEPS) lint  ## install everything, lint, run all tests
 	$(PY) -m pytest
 
 lint: $(PY_DEPS)
@@ -24,6 +24,14 @@ demo: $(PY_DEPS) $(NODE_DEPS)  ## run the pipeline locally on Azurite with email
 
 bench: $(PY_DEPS) $(NODE_DEPS)  ## end-to-end throughput on Azurite (N=2000 by default)
 	$(PY) -m scripts.bench --rows $${N:-2000}
+
+chromium:  ## Debian's chromium for tests/test_inbox_browser.py, installed with apt-get if missing
+	@command -v chromium >/dev/null || { \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "Installing chromium (apt-get) for the browser test"; \
+	  $$sudo apt-get update -qq && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	}
 
 $(PY_DEPS): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -15,9 +15,15 @@ Build the client from the endpoint and key (``EmailClient.from_connection_string
         client.begin_send(message, polling_interval=0.01).result()
         assert service.messages[0].subject == "..."
 
-Standard library only, so it can run anywhere the app's tests run.  For ``func start``,
-run it on its own: ``python -m shared.local_email --port 10025`` (the key defaults to the one
-in ``local.settings.sample.json``).
+The API side uses the standard library only; the inbox pages use Jinja2 (an app dependency).
+For ``func start``, run it on its own: ``python -m shared.local_email --port 10025`` (the key
+defaults to the one in ``local.settings.sample.json``).
+
+The same server also answers a browser, on paths that are not ACS API paths and need no
+signature: ``GET /`` lists the received mail newest first with the current fault state and
+forms to inject faults (``POST /faults``); ``GET /messages/<n>`` shows message ``n`` (1-based,
+in arrival order since start or the last clear()) as a recipient would see it, its HTML body
+in a sandboxed frame from ``/messages/<n>/html``; ``/messages/<n>.eml`` downloads it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -49,6 +56,8 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+import jinja2
+
 __all__ = ["DEFAULT_PORT", "DEV_ACCESS_KEY", "LocalEmailService", "ReceivedEmail", "main"]
 
 SEND_PATH = "/emails:send"
@@ -64,6 +73,33 @@ _REQUIRED_SIGNED_HEADERS = frozenset({"x-ms-date", "host", "x-ms-content-sha256"
 _HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' (RFC 5322 field-name)
 _UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 _SEQUENCE_PREFIX = re.compile(r"^(\d+)-")
+
+# -- inbox pages: paths that are not ACS API paths, for a browser; no signature
+INBOX_PAGE_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+"""CSP of the inbox and message pages: no script, no outside resource, only our own frames."""
+MESSAGE_HTML_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
+)
+"""CSP of ``/messages/<n>/html``, the mail's HTML as sent: it may style itself, nothing more."""
+FAULT_STATUSES = (429, 503, 500)
+"""Statuses the inbox's fault forms offer (the API and the CLI take any 4xx/5xx)."""
+MAX_FAULT_COUNT = 100
+MAX_RETRY_AFTER = 3600
+_INBOX_TEMPLATES = pathlib.Path(__file__).with_name("templates") / "inbox"
+_MESSAGE_PATH = re.compile(r"^/messages/([0-9]{1,9})(/html|\.eml)?$")
+_DIGITS = re.compile(r"^[0-9]{1,9}$")  # ASCII only: int() also takes " 5", "+5", "1_0", "٥"
+_FAIL_NEXT_ARG = re.compile(r"^([0-9]{3})(?:[xX]([0-9]{1,9}))?$")
+_MAX_FORM_BYTES = 4096
+_FORM_FIELDS = {
+    "next": {"action", "status", "count", "retry_after"},
+    "outage": {"action", "status", "retry_after"},
+    "clear": {"action"},
+}
+_HTML = "text/html; charset=utf-8"
+_TEXT = "text/plain; charset=utf-8"
 # Headers the .eml writer sets itself; custom headers must not clobber MIME structure.
 _RESERVED_EML_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "reply-to", "subject", "date", "message-id", "mime-version"}
@@ -98,11 +134,17 @@ class _Fault:
 
 @dataclass(frozen=True)
 class _Reply:
-    """What the handler writes back: status, JSON body and extra headers."""
+    """What the handler writes back: status, a JSON object (API) or bytes (pages), headers."""
 
     status: int
-    body: dict[str, Any]
+    body: dict[str, Any] | bytes
     headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body).encode("utf-8")
 
 
 class _ApiError(Exception):
@@ -266,6 +308,132 @@ def _build_eml(email: ReceivedEmail) -> EmailMessage:
     return msg
 
 
+# -- inbox pages -----------------------------------------------------------------------------
+
+
+class _FormError(ValueError):
+    """Bad input to ``POST /faults``; the message is answered as a plain-text 400."""
+
+
+@functools.cache
+def _page_templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(_INBOX_TEMPLATES),
+        autoescape=True,  # every template, whatever its name: message fields are hostile
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _utf8(text: str) -> bytes:
+    # A JSON body can carry lone surrogates ("\ud800"), which strict UTF-8 cannot encode.
+    return text.encode("utf-8", "replace")
+
+
+def _page(status: int, template: str, **context: Any) -> _Reply:
+    html = _page_templates().get_template(template).render(**context)
+    headers = {
+        "Content-Security-Policy": INBOX_PAGE_CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+    return _Reply(status, _utf8(html), headers, _HTML)
+
+
+def _text(status: int, message: str, headers: dict[str, str] | None = None) -> _Reply:
+    extra = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store", **(headers or {})}
+    return _Reply(status, _utf8(message + "\n"), extra, _TEXT)
+
+
+def _method_not_allowed(allowed: str) -> _Reply:
+    return _text(405, f"Method not allowed here; use {allowed}.", {"Allow": allowed})
+
+
+def _status_label(status: int) -> str:
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _fault_label(fault: _Fault) -> str:
+    label = _status_label(fault.status)
+    if fault.retry_after is not None:
+        label += f" (Retry-After: {fault.retry_after} s)"
+    return label
+
+
+def _describe_faults(outage: _Fault | None, queued: list[_Fault]) -> list[str]:
+    """The fault state in words, one line each; empty when every request is served normally."""
+    lines = []
+    if outage is not None:
+        lines.append(f"Outage: every ACS request answers {_fault_label(outage)} until cleared.")
+    runs: list[tuple[_Fault, int]] = []
+    for fault in queued:
+        if runs and runs[-1][0] == fault:
+            runs[-1] = (fault, runs[-1][1] + 1)
+        else:
+            runs.append((fault, 1))
+    for index, (fault, count) in enumerate(runs):
+        if index:
+            who = f"Then {count} more answer" if count > 1 else "Then 1 more answers"
+        elif count > 1:
+            who = f"The next {count} ACS requests answer"
+        else:
+            who = "The next ACS request answers"
+        queued_note = (
+            " (behind the outage; clearing drops it too)"
+            if outage is not None and not index
+            else ""
+        )
+        lines.append(f"{who} {_fault_label(fault)}{queued_note}.")
+    return lines
+
+
+def _shown_addresses(items: list[dict[str, Any]] | None) -> list[str]:
+    """``Name <address>`` as a mail client shows it (the page escapes it)."""
+    shown = []
+    for item in items or ():
+        name = item.get("displayName")
+        shown.append(f"{name} <{item['address']}>" if name else item["address"])
+    return shown
+
+
+def _form_number(form: dict[str, str], name: str, low: int, high: int) -> int:
+    text = form.get(name, "").strip()
+    if not _DIGITS.match(text) or not low <= int(text) <= high:
+        shown = f"{text[:20]!r}" if text else "missing"
+        raise _FormError(f"{name} must be a whole number from {low} to {high} ({shown}).")
+    return int(text)
+
+
+def _parse_fault_form(headers: dict[str, str], body: bytes) -> dict[str, str]:
+    """The fields of an application/x-www-form-urlencoded body, each given once."""
+    content_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise _FormError("Send the form as application/x-www-form-urlencoded.")
+    if len(body) > _MAX_FORM_BYTES:
+        raise _FormError("The form is too large.")
+    try:
+        fields = parse_qs(
+            body.decode("ascii"),
+            keep_blank_values=True,
+            max_num_fields=len(_FORM_FIELDS["next"]),
+            encoding="utf-8",
+            errors="strict",
+        )
+    except ValueError:  # not ASCII, bad percent-encoding, too many fields
+        raise _FormError("The form is not valid URL-encoded data.") from None
+    form = {}
+    for name, values in fields.items():
+        if len(values) != 1:
+            raise _FormError(f"The field {name[:20]!r} is given more than once.")
+        form[name] = values[0]
+    return form
+
+
 class _Server(ThreadingHTTPServer):
     """Threaded server that joins in-flight handlers on close, so stop() leaves nothing behind."""
 
@@ -315,9 +483,9 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:
                 message = f"Emulator error: {type(exc).__name__}: {exc}"
                 reply = _ApiError(500, "InternalServerError", message).reply()
-        payload = json.dumps(reply.body).encode("utf-8")
+        payload = reply.payload()
         self.send_response(reply.status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("x-ms-request-id", str(uuid.uuid4()))
         for name, value in reply.headers.items():
@@ -414,6 +582,11 @@ class LocalEmailService:
         return f"http://{host}:{self._port}"
 
     @property
+    def inbox_url(self) -> str:
+        """The inbox page, for a browser: ``endpoint`` + ``/``."""
+        return f"{self.endpoint}/"
+
+    @property
     def access_key(self) -> str:
         return self._access_key
 
@@ -441,7 +614,8 @@ class LocalEmailService:
             return self._operations.get(operation_id)
 
     def clear(self) -> None:
-        """Forget messages, attempts and operations (file numbering keeps counting)."""
+        """Forget messages, attempts and operations (file numbering keeps counting; the
+        inbox's ``/messages/<n>`` numbering starts again at 1)."""
         with self._lock:
             self._messages.clear()
             self._attempts.clear()
@@ -477,6 +651,11 @@ class LocalEmailService:
             raise ValueError("retry_after must be >= 0")
         return _Fault(status, retry_after)
 
+    def _fault_lines(self) -> list[str]:
+        """The fault state in words (see _describe_faults)."""
+        with self._lock:
+            return _describe_faults(self._outage, list(self._faults))
+
     def _take_fault(self) -> _Fault | None:
         with self._lock:
             if self._outage is not None:
@@ -491,6 +670,10 @@ class LocalEmailService:
         is_send = path == SEND_PATH
         is_operation = path.startswith(OPERATIONS_PREFIX)
         if not (is_send and method == "POST") and not (is_operation and method == "GET"):
+            if not (is_send or is_operation):
+                page = self._inbox_route(method, path, headers, body)
+                if page is not None:
+                    return page
             return _ApiError(404, "NotFound", f"No route for {method} {path}.").reply()
         if is_send:
             operation_id = headers.get("operation-id") or str(uuid.uuid4())
@@ -617,6 +800,147 @@ class LocalEmailService:
                 self._file_sequence += 1
                 self._write_files(self._file_sequence, email)
 
+    # -- inbox pages (called from handler threads) ----------------------------------------
+
+    def _inbox_route(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> _Reply | None:
+        """The browser's pages; None for a path that is not one (an API-style 404 follows)."""
+        is_page = path in ("/", "/faults") or path.startswith("/messages/")
+        if is_page and headers.get("host", "").strip().lower() not in self._own_hosts():
+            # A page of another site whose name now resolves to 127.0.0.1 (DNS rebinding)
+            # would send its own name: it must not read the mail or change the faults.
+            return _text(403, "Refused: the Host header does not name this server.")
+        if path == "/faults":
+            return (
+                self._post_faults(headers, body)
+                if method == "POST"
+                else _method_not_allowed("POST")
+            )
+        if path != "/" and not path.startswith("/messages/"):
+            return None
+        if method not in ("GET", "HEAD"):
+            return _method_not_allowed("GET")
+        if path == "/":
+            return self._inbox_page()
+        match = _MESSAGE_PATH.match(path)
+        number = int(match.group(1)) if match else 0
+        with self._lock:
+            found = self._messages[number - 1] if 0 < number <= len(self._messages) else None
+        if match is None or found is None:
+            return _page(404, "not_found.html", endpoint=self.endpoint, path=path)
+        view = match.group(2)
+        if view == "/html":
+            return self._message_html(number, found)
+        if view == ".eml":
+            eml = _build_eml(found).as_bytes(policy=email_policy.SMTP)
+            disposition = f'attachment; filename="message-{number}.eml"'
+            return _Reply(200, eml, {"Content-Disposition": disposition}, "message/rfc822")
+        return _page(
+            200,
+            "message.html",
+            endpoint=self.endpoint,
+            number=number,
+            message=found,
+            sender=found.sender,
+            to=_shown_addresses(found.raw["recipients"].get("to")),
+            cc=_shown_addresses(found.raw["recipients"].get("cc")),
+            reply_to=_shown_addresses(found.raw.get("replyTo")),
+            date=found.received_at.strftime("%a, %d %b %Y %H:%M:%S UTC"),
+        )
+
+    def _inbox_page(self) -> _Reply:
+        with self._lock:  # one snapshot: the list and the fault state agree
+            messages = list(self._messages)
+            faults = _describe_faults(self._outage, list(self._faults))
+        rows = [
+            {
+                "number": number,
+                "received": email.received_at.strftime("%Y-%m-%d %H:%M:%S"),
+                "to": ", ".join(email.to),
+                "cc": ", ".join(email.cc),
+                "subject": email.subject,
+            }
+            for number, email in reversed(list(enumerate(messages, start=1)))
+        ]
+        return _page(
+            200,
+            "inbox.html",
+            endpoint=self.endpoint,
+            rows=rows,
+            faults=faults,
+            statuses=[(status, _status_label(status)) for status in FAULT_STATUSES],
+            max_count=MAX_FAULT_COUNT,
+            max_retry_after=MAX_RETRY_AFTER,
+        )
+
+    @staticmethod
+    def _message_html(number: int, email: ReceivedEmail) -> _Reply:
+        if not email.html:
+            return _text(404, f"Message {number} has no HTML part.")
+        headers = {
+            "Content-Security-Policy": MESSAGE_HTML_CSP,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "no-store",
+        }
+        return _Reply(200, _utf8(email.html), headers, _HTML)
+
+    def _own_hosts(self) -> set[str]:
+        hosts = {"127.0.0.1", "localhost"}
+        if self._host not in ("", "0.0.0.0"):
+            hosts.add(self._host.lower())
+        return {f"{host}:{self._port}" for host in hosts}
+
+    def _own_origins(self) -> set[str]:
+        return {f"http://{host}" for host in self._own_hosts()}
+
+    def _foreign_origin(self, headers: dict[str, str]) -> str | None:
+        """Why a POST comes from another site (a small CSRF guard), or None if it does not."""
+        own = self._own_origins()
+        origin = headers.get("origin")
+        if origin is not None and origin.strip().lower() not in own:
+            return f"Refused: Origin {origin[:100]!r} is not this server ({self.endpoint})."
+        referer = headers.get("referer")
+        if referer is not None:
+            parts = urlsplit(referer.strip())
+            if f"{parts.scheme}://{parts.netloc}".lower() not in own:
+                return f"Refused: Referer {referer[:100]!r} is not this server ({self.endpoint})."
+        return None
+
+    def _post_faults(self, headers: dict[str, str], body: bytes) -> _Reply:
+        refusal = self._foreign_origin(headers)
+        if refusal is not None:
+            return _text(403, refusal)
+        try:
+            form = _parse_fault_form(headers, body)
+            action = form.get("action", "")
+            if action not in _FORM_FIELDS:
+                raise _FormError("action must be next, outage or clear.")
+            unexpected = sorted(set(form) - _FORM_FIELDS[action])
+            if unexpected:
+                names = ", ".join(repr(name[:20]) for name in unexpected[:4])
+                raise _FormError(f"Unexpected field(s) for action {action}: {names}.")
+            if action == "clear":
+                self.clear_outage()
+            else:
+                status_text = form.get("status", "").strip()
+                if status_text not in {str(code) for code in FAULT_STATUSES}:
+                    choices = ", ".join(str(code) for code in FAULT_STATUSES)
+                    shown = f"{status_text[:20]!r}" if status_text else "missing"
+                    raise _FormError(f"status must be one of {choices} ({shown}).")
+                status = int(status_text)
+                retry_after = None
+                if form.get("retry_after", "").strip():
+                    retry_after = _form_number(form, "retry_after", 0, MAX_RETRY_AFTER)
+                if action == "next":
+                    count = _form_number(form, "count", 1, MAX_FAULT_COUNT)
+                    self.fail_next(status, count, retry_after=retry_after)
+                else:
+                    self.set_outage(status, retry_after=retry_after)
+        except _FormError as error:
+            return _text(400, str(error))
+        return _Reply(303, b"", {"Location": "/", "Cache-Control": "no-store"}, _TEXT)
+
     # -- .eml / .html output ---------------------------------------------------------------
 
     def _highest_existing_sequence(self) -> int:
@@ -638,22 +962,130 @@ class LocalEmailService:
             (self._out_dir / f"{stem}.html").write_text(email.html, encoding="utf-8")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Serve until Ctrl-C, for running the app under ``func start`` without Azure."""
-    parser = argparse.ArgumentParser(description="Local ACS Email endpoint (for development).")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    parser.add_argument("--access-key", default=DEV_ACCESS_KEY, help="base64 access key")
-    parser.add_argument(
-        "--out", type=pathlib.Path, default=None, help="write each mail as .eml/.html here"
+_CLI_DESCRIPTION = """\
+A local endpoint that speaks the Azure Communication Services (ACS) email API, for
+development: point ACS_CONNECTION_STRING at it and the app's mail lands here instead
+of being delivered. Open the inbox URL it prints in a browser to read the mail and to
+make the next requests fail (throttling, outages) while you watch the app recover."""
+
+_CLI_EPILOG = """\
+examples:
+  python -m shared.local_email                        # serve on 127.0.0.1:10025
+  python -m shared.local_email --out out/             # also keep every mail as .eml/.html
+  python -m shared.local_email --fail-next 429x3 --retry-after 5
+  python -m shared.local_email --outage 503           # until "Clear faults" in the inbox
+
+A fault answers the next ACS request, a send (POST /emails:send) or a status poll
+(GET /emails/operations/<id>), instead of serving it."""
+
+
+def _status_arg(text: str) -> int:
+    if not _DIGITS.match(text) or not 400 <= int(text) <= 599:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an HTTP error status (400-599)")
+    return int(text)
+
+
+def _fail_next_arg(text: str) -> tuple[int, int]:
+    """``STATUS`` or ``STATUSxCOUNT`` (``429x3``) -> (status, count)."""
+    match = _FAIL_NEXT_ARG.match(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not STATUS or STATUSxCOUNT, e.g. 429x3")
+    status = _status_arg(match.group(1))
+    count = int(match.group(2) or 1)
+    if not 1 <= count <= MAX_FAULT_COUNT:
+        raise argparse.ArgumentTypeError(f"COUNT must be from 1 to {MAX_FAULT_COUNT}")
+    return status, count
+
+
+def _seconds_arg(text: str) -> int:
+    if not _DIGITS.match(text) or int(text) > MAX_RETRY_AFTER:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of seconds (0-{MAX_RETRY_AFTER})"
+        )
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.local_email",
+        description=_CLI_DESCRIPTION,
+        epilog=_CLI_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port to listen on (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--access-key",
+        default=DEV_ACCESS_KEY,
+        metavar="KEY",
+        help="base64 key requests must be signed with "
+        "(default: the development key in local.settings.sample.json)",
+    )
+    parser.add_argument(
+        "--out",
+        type=pathlib.Path,
+        default=None,
+        metavar="DIR",
+        help="also write each mail to DIR as .eml and .html files",
+    )
+    faults = parser.add_argument_group(
+        "start in a failure mode", "(change or clear it later on the inbox page)"
+    )
+    mode = faults.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--fail-next",
+        type=_fail_next_arg,
+        metavar="STATUS[xCOUNT]",
+        help="answer the next COUNT ACS requests (default 1) with STATUS, e.g. 429x3",
+    )
+    mode.add_argument(
+        "--outage",
+        type=_status_arg,
+        metavar="STATUS",
+        help="answer every ACS request with STATUS until cleared, e.g. 503",
+    )
+    faults.add_argument(
+        "--retry-after",
+        type=_seconds_arg,
+        metavar="SECONDS",
+        help="send Retry-After: SECONDS with those failures",
+    )
+    return parser
+
+
+def _service_from_args(args: argparse.Namespace) -> LocalEmailService:
+    """The service the CLI runs, with the failure mode of the flags already set."""
     service = LocalEmailService(
         access_key=args.access_key, host=args.host, port=args.port, out_dir=args.out
     )
+    if args.fail_next is not None:
+        status, count = args.fail_next
+        service.fail_next(status, count, retry_after=args.retry_after)
+    elif args.outage is not None:
+        service.set_outage(args.outage, retry_after=args.retry_after)
+    return service
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until Ctrl-C, for running the app under ``func start`` without Azure."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.retry_after is not None and args.fail_next is None and args.outage is None:
+        parser.error("--retry-after needs --fail-next or --outage")
+    try:
+        service = _service_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
     with service:
         print(f"ACS email endpoint: {service.endpoint}", flush=True)
         print(f"ACS_CONNECTION_STRING={service.connection_string}", flush=True)
+        print(f"Inbox: {service.inbox_url}", flush=True)
+        for line in service._fault_lines():
+            print(f"Fault: {line}", flush=True)
         stopping = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stopping.set())  # `kill` stops cleanly too
         with contextlib.suppress(KeyboardInterrupt):
