@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from azure.core.exceptions import ResourceNotFoundError
-from croniter import croniter
 
+from shared.schedule import interval
 from shared.services import Services
 from shared.store import Checkpoint, LeadsTableMissing, Status
 
@@ -64,13 +64,6 @@ class StatusReport:
     def checkpoint_age(self) -> timedelta | None:
         saved = self.checkpoint.saved_at if self.checkpoint else None
         return None if saved is None else self.now - saved
-
-
-def poll_interval(schedule: str, now: datetime) -> timedelta:
-    """The time between two ticks of an NCRONTAB schedule (seconds first), from `now`."""
-    ticks = croniter(schedule, now, second_at_beginning=True)
-    first = ticks.get_next(datetime)
-    return ticks.get_next(datetime) - first
 
 
 def summarize_ledger(entities: Iterable[Mapping], since: datetime, now: datetime) -> LedgerSummary:
@@ -145,7 +138,7 @@ def gather(services: Services, now: datetime | None = None) -> StatusReport:
         leads_table_exists=table_exists,
         leads_recent=leads_recent,
         checkpoint=checkpoint,
-        poll_interval=poll_interval(services.settings.poll_schedule, now),
+        poll_interval=interval(services.settings.poll_schedule, now),
         queue_depth=services.queue_depth(),
         poison_depth=services.poison.depth(),
         ledger=ledger,

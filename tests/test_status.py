@@ -7,12 +7,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from shared.schedule import interval
 from shared.status import (
     LedgerSummary,
     StatusReport,
     attention,
     duration,
-    poll_interval,
     summarize_ledger,
 )
 from shared.store import Checkpoint
@@ -115,15 +115,15 @@ def test_recent_pending_work_is_not_a_problem() -> None:
 
 
 @pytest.mark.parametrize(
-    ("schedule", "interval"),
+    ("schedule", "expected"),
     [
         ("0 */1 * * * *", timedelta(minutes=1)),
         ("*/30 * * * * *", timedelta(seconds=30)),
         ("0 0 * * * *", timedelta(hours=1)),
     ],
 )
-def test_poll_interval(schedule: str, interval: timedelta) -> None:
-    assert poll_interval(schedule, NOW) == interval
+def test_poll_interval(schedule: str, expected: timedelta) -> None:
+    assert interval(schedule, NOW) == expected
 
 
 @pytest.mark.parametrize(
