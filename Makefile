@@ -19,8 +19,8 @@ format: $(PY_DEPS)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-demo: $(PY_DEPS) $(NODE_DEPS)  ## run the pipeline locally on Azurite with emails captured in out/
-	$(PY) -m scripts.demo
+demo: $(PY_DEPS) $(NODE_DEPS)  ## the pipeline on Azurite, mail in a local inbox; KEEP=1 keeps it running
+	$(PY) -m scripts.demo $(if $(KEEP),--keep)
 
 bench: $(PY_DEPS) $(NODE_DEPS)  ## end-to-end throughput on Azurite (N=2000 by default)
 	$(PY) -m scripts.bench --rows $${N:-2000}

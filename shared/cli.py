@@ -46,7 +46,7 @@ class CommandError(Exception):
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    out = Console(highlight=False, soft_wrap=True)
+    out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     try:
         env = environment_with_local_settings(args.settings)
         services = build_services(load_settings(env))
@@ -157,8 +157,9 @@ def cmd_status(services: Services, args: argparse.Namespace, out: Console) -> in
     grid.add_row("Lead queue", _depth(report.queue_depth))
     grid.add_row("Poison queue", _depth(report.poison_depth or 0))  # made on first use
     ledger = report.ledger
-    outcomes = ", ".join(f"{label}: {n}" for label, n in sorted(ledger.outcomes.items()))
-    grid.add_row("Last 24 h", outcomes or "no leads handled")
+    outcomes = [f"{label}: {n}" for label, n in sorted(ledger.outcomes.items())]
+    for index, line in enumerate(outcomes or ["no leads handled"]):
+        grid.add_row("Last 24 h" if index == 0 else "", line)
     if ledger.resent:
         grid.add_row("Resent", f"{ledger.resent} on request")
     grid.add_row("In progress", f"{ledger.pending} lead(s)")

@@ -525,7 +525,8 @@ def _load(args: argparse.Namespace) -> DevHost:
     return DevHost(app, host_json=args.host_json, functions=names)
 
 
-def _run_until_signalled(host: DevHost) -> int:
+def run_until_signalled(host: DevHost) -> int:
+    """Run until Ctrl-C or SIGTERM (a second Ctrl-C abandons running functions); exit code."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -553,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"devhost: {err}", file=sys.stderr)
         return 2
     if not args.once:
-        return _run_until_signalled(host)
+        return run_until_signalled(host)
     try:
         summary = host.run_once(timeout=args.timeout)
     except DrainTimeout as err:

@@ -102,6 +102,8 @@ def test_status_counts_the_last_day(run_cli, host, leads, email_service):
     assert "Lead queue    0 message(s)" in text
     assert "Poison queue  0 message(s)" in text
     assert "In progress   0 lead(s)" in text
+    lines = [line.rstrip() for line in text.splitlines()]
+    assert "Last 24 h     do-not-contact notices (no mail): 1" in lines  # one outcome a line
     assert "All well." in text
 
 
