@@ -25,7 +25,7 @@ param environmentName string
 })
 param location string = resourceGroup().location
 
-@description('Object id of a person (or pipeline) who may read the app\'s state tables and queue for troubleshooting; empty for nobody.')
+@description('Object id of a person (or pipeline) who may run the operator commands (status, replay, backfill, resend) with their own sign-in; empty for nobody.')
 param principalId string = ''
 
 // ---------------------------------------------------------------------------------------------
@@ -271,30 +271,46 @@ module emailSender 'core/security/role.bicep' = {
   }
 }
 
-// --- Optional: let a person look at the ledger and the poison queue (shared keys are off) -----
+// --- Optional: the operator commands (python -m shared.cli) for a person; shared keys are off --
 
-module operatorTableReader 'core/security/role.bicep' = if (!empty(principalId)) {
+module operatorTables 'core/security/role.bicep' = if (!empty(principalId)) {
   name: 'role-operator-table'
   params: {
     targetType: 'Microsoft.Storage/storageAccounts'
     targetName: appStorage.outputs.name
     principalId: principalId
     principalType: '' // a person or a pipeline: let Azure look it up
-    roleDefinitionGuid: roles.storageTableDataReader
-    assignmentDescription: 'Troubleshooting: read the LeadAlerts* state tables'
+    roleDefinitionGuid: roles.storageTableDataContributor
+    assignmentDescription: 'Operator: status reads the LeadAlerts* tables, backfill writes customer histories'
   }
 }
 
-module operatorQueueReader 'core/security/role.bicep' = if (!empty(principalId)) {
+module operatorQueues 'core/security/role.bicep' = if (!empty(principalId)) {
   name: 'role-operator-queue'
   params: {
     targetType: 'Microsoft.Storage/storageAccounts'
     targetName: appStorage.outputs.name
     principalId: principalId
     principalType: '' // a person or a pipeline: let Azure look it up
-    roleDefinitionGuid: roles.storageQueueDataReader
-    assignmentDescription: 'Troubleshooting: peek at lead-alerts and lead-alerts-poison'
+    roleDefinitionGuid: roles.storageQueueDataContributor
+    assignmentDescription: 'Operator: replay moves poison messages back, resend queues a request'
   }
+}
+
+module operatorLeads 'core/security/role.bicep' = if (!empty(principalId)) {
+  name: 'role-operator-leads'
+  scope: resourceGroup(leadsResourceGroupName)
+  params: {
+    targetType: 'Microsoft.Storage/storageAccounts'
+    targetName: leadsAccountName
+    principalId: principalId
+    principalType: ''
+    roleDefinitionGuid: roles.storageTableDataReader
+    assignmentDescription: 'Operator: status, backfill and resend read the marketplace leads table'
+  }
+  dependsOn: [
+    leadsStorage
+  ]
 }
 
 // --- The function app -------------------------------------------------------------------------

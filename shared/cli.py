@@ -48,12 +48,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 120)
     try:
-        env = environment_with_local_settings(args.settings)
+        env = as_operator(environment_with_local_settings(args.settings))
         services = build_services(load_settings(env))
         return args.command(services, args, out)
     except (SettingsError, CommandError, backfill_use_case.BackfillError) as err:
         Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {err}")
         return 2
+
+
+def as_operator(env: dict[str, str]) -> dict[str, str]:
+    """The app's settings without its identity: an operator signs in as themself.
+
+    The app's settings name its managed identity (`__credential`, `__clientId`,
+    `AZURE_CLIENT_ID`), which exists only inside Azure. Without them the clients use
+    DefaultAzureCredential: `az login` on a laptop, the shell's identity in Cloud Shell.
+    """
+    identity = ("__credential", "__clientid")
+    return {
+        key: value
+        for key, value in env.items()
+        if not key.lower().endswith(identity) and key != "AZURE_CLIENT_ID"
+    }
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,8 +86,9 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=default_settings if default_settings.exists() else None,
         metavar="PATH",
-        help="a local.settings.json to read settings from (default: ./local.settings.json "
-        "if it exists); environment variables win",
+        help="a local.settings.json, or the output of `az functionapp config appsettings "
+        "list`, to read settings from (default: ./local.settings.json if it exists); "
+        "environment variables win",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
 

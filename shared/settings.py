@@ -114,7 +114,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 
 def local_settings_values(path: Path) -> dict[str, str]:
-    """The `Values` of a local.settings.json, as `func start` reads them into the environment.
+    """Settings from a file: the `Values` of a local.settings.json (as `func start` reads them),
+    or the list `az functionapp config appsettings list` prints ([{"name", "value"}, ...]).
 
     Non-string values are rejected with the key named: Core Tools would refuse them too.
     """
@@ -122,9 +123,19 @@ def local_settings_values(path: Path) -> dict[str, str]:
         document = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise SettingsError(f"{path} is not valid JSON: {err}") from None
-    values = document.get("Values") if isinstance(document, dict) else None
+    if (
+        isinstance(document, list)
+        and document
+        and all(isinstance(item, dict) and "name" in item for item in document)
+    ):
+        values = {item["name"]: item.get("value") or "" for item in document}
+    else:
+        values = document.get("Values") if isinstance(document, dict) else None
     if not isinstance(values, dict):
-        raise SettingsError(f'{path} has no "Values" object')
+        raise SettingsError(
+            f'{path} has no "Values" object (nor is it the list that '
+            "`az functionapp config appsettings list` prints)"
+        )
     for key, value in values.items():
         if not isinstance(value, str):
             raise SettingsError(f"{path}: Values.{key} must be a string, got {value!r}")

@@ -317,3 +317,12 @@ def test_bad_local_settings_are_named(tmp_path, text: str, words: str) -> None:
     path.write_text(text)
     with pytest.raises(SettingsError, match=words):
         local_settings_values(path)
+
+
+def test_settings_from_az_functionapp_config_appsettings_list(tmp_path) -> None:
+    path = tmp_path / "app.settings.json"
+    path.write_text(
+        '[{"name": "EMAIL_SENDER", "slotSetting": false, "value": "a@contoso.com"},'
+        ' {"name": "LEADS_START_FROM", "slotSetting": false, "value": null}]'
+    )
+    assert local_settings_values(path) == {"EMAIL_SENDER": "a@contoso.com", "LEADS_START_FROM": ""}
