@@ -91,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
 
         out.print("\n[bold]4.[/] What happened to each lead\n")
         out.print(_summary_table(tables, rows))
-        out.print(f"\n[bold]Inbox:[/] {inbox.inbox_url}  (each alert as a sales rep sees it)")
-        out.print(f"Mail files (.eml, .html): {args.out / 'mail'}")
+        out.print(f"\nMail files (.eml, .html): {args.out / 'mail'}")
         if not args.keep:
-            out.print("Run `make demo KEEP=1` to keep it all running and explore.")
+            out.print(
+                f"The inbox page was served at {inbox.inbox_url} while the demo ran: "
+                "`make demo KEEP=1` keeps it open (and everything else running) until Ctrl-C."
+            )
             return 0 if summary.ok else 1
+        out.print(f"[bold]Inbox:[/] {inbox.inbox_url}  (each alert as a sales rep sees it)")
 
         _explore_hints(out, settings_file)
         logging.getLogger("devhost").setLevel(logging.INFO)

@@ -47,9 +47,10 @@ def test_demo_prints_the_summary_and_stops_what_it_started(tmp_path: Path):
     assert "repeat: recorded, no mail" in summary and "update: alert" in summary
     assert "<Script>Alert('X')</Script>" in summary  # hostile text shown as text
     assert "12 message(s) succeeded, 0 failed attempt(s), 0 poisoned" in output
-    inbox = re.search(r"Inbox: (http://127\.0\.0\.1:\d+/)", output).group(1)
+    inbox = re.search(r"The inbox page was served at (http://127\.0\.0\.1:\d+/)", output)
     azurite = re.search(r"Azurite: (http://127\.0\.0\.1:\d+)", output).group(1)
-    assert refused(inbox) and refused(azurite)
+    assert "make demo KEEP=1" in output
+    assert refused(inbox.group(1)) and refused(azurite)
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 10
 
 
