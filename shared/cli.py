@@ -77,8 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m shared.cli",
         description="Operator commands for Marketplace Lead Alerts.",
         epilog=(
-            "Settings come from the environment, filled in from local.settings.json "
-            "(the app's own settings file). Run `python -m shared.cli COMMAND --help` for more."
+            "Settings come from the environment, filled in from --settings. Exit codes: 0 done "
+            "(status: all well), 1 status found something to look at, 2 the command could not "
+            "run. `python -m shared.cli COMMAND --help` says more about each command."
         ),
     )
     parser.add_argument(
@@ -119,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
         help="demo: a morning of varied leads (default); test-lead: Partner Center's test "
         "lead, mailed to the admins only; bulk: --count plain leads",
     )
-    seed.add_argument("--count", type=int, default=100, help="rows for --set bulk")
+    seed.add_argument(
+        "--count", type=int, default=100, metavar="N", help="rows for --set bulk (100)"
+    )
     seed.add_argument("--yes", action="store_true", help="write to a non-local account")
     replay = command(
         "replay",
