@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -124,18 +124,3 @@ def apply(
         report.already_indexed += len(entries) - len(new)
         on_customer()
     return report
-
-
-def backfill(
-    services: Services,
-    since: datetime,
-    *,
-    now: datetime | None = None,
-    on_row: Callable[[], None] = lambda: None,
-    on_customer: Callable[[], None] = lambda: None,
-) -> BackfillReport:
-    """Index every lead row written from `since` up to the app's start."""
-    now = now or datetime.now(timezone.utc)
-    until = window_end(services, since)
-    rows = services.leads.written_between(since, until)
-    return apply(services, plan(rows, now=now, on_row=on_row), on_customer=on_customer)

@@ -33,6 +33,7 @@ from shared.settings import (
     StorageConnection,
     environment_with_local_settings,
     load_settings,
+    parse_utc_time,
 )
 
 SEED_SETS = ("demo", "test-lead", "bulk")
@@ -372,12 +373,11 @@ def _row_ref(text: str) -> RowRef:
 
 def _utc_time(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_utc_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a date like 2026-01-31 or 2026-01-31T08:00:00Z, got {text!r}"
         ) from None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _time(value: datetime) -> str:

@@ -147,11 +147,6 @@ def _whole(queues: Mapping[str, Any], key: str, default: int, *, low: int, high:
     return value
 
 
-def max_dequeue_count(host_json: Path) -> int:
-    """host.json `extensions.queues.maxDequeueCount` (the host's default is 5)."""
-    return QueueOptions.from_host_json(host_json).max_dequeue_count
-
-
 def connection_string(connection: str, environ: Mapping[str, str] | None = None) -> str:
     """The storage connection string a binding's `connection` names (an app setting).
 

@@ -236,11 +236,16 @@ def _timestamp(env: Mapping[str, str], name: str) -> datetime | None:
     if raw is None:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_utc_time(raw)
     except ValueError:
         raise SettingsError(
             f"{name} must be an ISO-8601 date or time, e.g. 2026-01-31T00:00:00Z; got {raw!r}"
         ) from None
+
+
+def parse_utc_time(text: str) -> datetime:
+    """An ISO-8601 date or time (`Z` allowed; no zone means UTC), in UTC; ValueError if not."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
